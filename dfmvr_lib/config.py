@@ -1,0 +1,197 @@
+"""One configuration system for the whole workbook.
+
+Every setting lives in a dataclass here; named profiles (``smoke``, ``cpu``, ``paper``) are the only place where
+settings differ between runs. Notebooks take a ``profile`` parameter and call :func:`get_config`; nothing else
+copies a setting.
+
+>>> config = get_config("smoke")
+>>> config.image_size
+64
+>>> get_config("cpu", overrides={"training.steps": 10}).training.steps
+10
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+PROFILE_NAMES = ("smoke", "cpu", "paper")
+
+
+@dataclass(frozen=True)
+class FaceModelConfig:
+    """Which morphable model to use and how large the embedded procedural one is.
+
+    ``source``: ``"procedural"`` (embedded default, no downloads), ``"bfm_front"`` (Deep3D ``BFM_model_front.mat``
+    at ``path``) or ``"basel_bfm09"`` (Basel ``01_MorphableModel.mat`` at ``path`` converted with the Deep3D index
+    files in ``deep3d_meta_dir`` and ``Exp_Pca.bin`` at ``expression_path``).
+    """
+
+    source: str = "procedural"
+    path: str | None = None
+    expression_path: str | None = None
+    deep3d_meta_dir: str | None = None
+    procedural_vertex_target: int = 20000
+    identity_components: int = 80
+    expression_components: int = 64
+    albedo_components: int = 80
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """Pinhole camera; see docs/conventions.md. ``focal_length_at_224`` scales with the image size."""
+
+    camera_distance_mm: float = 1000.0
+    focal_length_at_224: float = 1015.0
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Renderer settings. ``backend``: ``"auto"`` (numba on CPU, pure torch elsewhere), ``"numba"``, ``"torch"`` or
+    ``"pytorch3d"`` (only when importable)."""
+
+    backend: str = "auto"
+    num_threads: int = 2
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Synthetic benchmark sizes (subjects and samples per subject) and view geometry."""
+
+    train_subjects: int = 200
+    validation_subjects: int = 20
+    test_subjects: int = 30
+    samples_per_subject: int = 4
+    side_yaw_degrees: float = 30.0
+    ground_truth_identity_components: int = 120
+    ground_truth_displacement_mm: float = 2.0
+
+
+@dataclass(frozen=True)
+class ParserConfig:
+    """BiSeNet face-parse network: width multiplier and pretraining schedule."""
+
+    width: float = 1.0
+    steps: int = 2000
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """DF-MVR network: Tri-UNet base width, regressor width, face-mask encoding."""
+
+    backbone: str = "tri_unet"
+    base_width: int = 64
+    regressor: str = "rednet50"
+    regressor_width: float = 1.0
+    mask_encoding: str = "onehot"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation schedule of the reconstruction network."""
+
+    steps: int = 20000
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    checkpoint_every: int = 500
+    bf16: bool = False
+    channels_last: bool = False
+
+
+@dataclass(frozen=True)
+class WorkbookConfig:
+    """Everything a run of the workbook depends on. Build it with :func:`get_config`."""
+
+    profile: str = "cpu"
+    image_size: int = 224
+    seed: int = 0
+    seeds: tuple[int, ...] = (0,)
+    face_model: FaceModelConfig = field(default_factory=FaceModelConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    parser: ParserConfig = field(default_factory=ParserConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    @property
+    def focal_length(self) -> float:
+        """Focal length in pixels for this profile's image size (1015 px at 224, scaled linearly)."""
+        return self.camera.focal_length_at_224 * self.image_size / 224.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hash(self, *sections: str) -> str:
+        """Short stable hash of the whole config, or only of the named top-level ``sections``."""
+        data = self.to_dict()
+        if sections:
+            data = {name: data[name] for name in sections}
+        text = json.dumps(data, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _profiles() -> dict[str, WorkbookConfig]:
+    smoke = WorkbookConfig(
+        profile="smoke",
+        image_size=64,
+        seeds=(0,),
+        face_model=FaceModelConfig(procedural_vertex_target=6000),
+        data=DataConfig(train_subjects=6, validation_subjects=2, test_subjects=2, samples_per_subject=2,
+                        ground_truth_identity_components=100),
+        parser=ParserConfig(width=0.25, steps=20, batch_size=4),
+        network=NetworkConfig(base_width=8, regressor_width=0.125),
+        training=TrainingConfig(steps=6, batch_size=2, checkpoint_every=3),
+    )
+    cpu = WorkbookConfig(
+        profile="cpu",
+        image_size=112,
+        seeds=(0, 1),
+        face_model=FaceModelConfig(procedural_vertex_target=20000),
+        data=DataConfig(train_subjects=300, validation_subjects=20, test_subjects=40, samples_per_subject=4),
+        parser=ParserConfig(width=0.5, steps=1500, batch_size=16),
+        network=NetworkConfig(base_width=16, regressor_width=0.25),
+        training=TrainingConfig(steps=3000, batch_size=4, checkpoint_every=250, bf16=True, channels_last=True),
+    )
+    paper = WorkbookConfig(
+        profile="paper",
+        image_size=224,
+        seeds=(0, 1, 2),
+        face_model=FaceModelConfig(procedural_vertex_target=35000),
+        data=DataConfig(train_subjects=2000, validation_subjects=100, test_subjects=200, samples_per_subject=8),
+        parser=ParserConfig(width=1.0, steps=20000, batch_size=32),
+        network=NetworkConfig(base_width=64, regressor_width=1.0),
+        training=TrainingConfig(steps=100000, batch_size=16, checkpoint_every=2000),
+    )
+    return {"smoke": smoke, "cpu": cpu, "paper": paper}
+
+
+def _replace_path(config: Any, dotted: str, value: Any) -> Any:
+    head, _, rest = dotted.partition(".")
+    names = {f.name for f in dataclasses.fields(config)}
+    if head not in names:
+        raise KeyError(f"unknown setting {dotted!r}: {type(config).__name__} has {sorted(names)}")
+    if rest:
+        return dataclasses.replace(config, **{head: _replace_path(getattr(config, head), rest, value)})
+    return dataclasses.replace(config, **{head: value})
+
+
+def get_config(profile: str = "cpu", overrides: Mapping[str, Any] | None = None) -> WorkbookConfig:
+    """Return the named profile's configuration, with optional dotted-path ``overrides``.
+
+    Args:
+        profile: one of ``"smoke"``, ``"cpu"``, ``"paper"``.
+        overrides: e.g. ``{"training.steps": 100, "image_size": 96}``; unknown names raise ``KeyError``.
+    """
+    profiles = _profiles()
+    if profile not in profiles:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILE_NAMES}")
+    config = profiles[profile]
+    for dotted, value in (overrides or {}).items():
+        config = _replace_path(config, dotted, value)
+    return config

@@ -65,18 +65,20 @@ def shade(albedo: torch.Tensor, normals: torch.Tensor, lighting: torch.Tensor) -
     return albedo * sh_irradiance(normals, lighting)
 
 
-def directional_lighting(direction: torch.Tensor, ambient: float = 0.0, strength: float = 0.5,
-                         colour: torch.Tensor | None = None) -> torch.Tensor:
+def directional_lighting(direction: torch.Tensor, ambient: float | torch.Tensor = 0.0,
+                         strength: float | torch.Tensor = 0.5, colour: torch.Tensor | None = None) -> torch.Tensor:
     """SH coefficients (B, 27) approximating ambient light plus a distant light from ``direction``.
 
     A readable way to make lighting for figures and synthetic data. ``direction``: (B, 3) head-frame unit vectors
-    pointing from the face towards the light. ``ambient`` adds to the DC term (on top of the +0.8 offset);
-    ``strength`` scales the linear (band-1) terms. ``colour``: (B, 3) per-channel gain, default white.
+    pointing from the face towards the light. ``ambient`` (float or (B,)) adds to the DC term (on top of the +0.8
+    offset); ``strength`` (float or (B,)) scales the linear (band-1) terms. ``colour``: (B, 3) per-channel gain,
+    default white.
     """
     direction = torch.nn.functional.normalize(direction, dim=-1)
     B = direction.shape[0]
+    strength = torch.as_tensor(strength, dtype=direction.dtype, device=direction.device).expand(B)
     bands = direction.new_zeros(B, SH_BANDS)
-    bands[:, 0] = ambient
+    bands[:, 0] = torch.as_tensor(ambient, dtype=direction.dtype, device=direction.device).expand(B)
     # Band-1 basis is (-y, z, -x) * a1 c1; coefficients along the light direction give max irradiance facing it.
     bands[:, 1] = -direction[:, 1] * strength
     bands[:, 2] = direction[:, 2] * strength

@@ -29,6 +29,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
     os.close(handle)
     temporary = Path(temporary)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
     try:
         yield temporary
         os.replace(temporary, path)

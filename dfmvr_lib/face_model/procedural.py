@@ -233,7 +233,8 @@ def _shape_basis(spec, topo, mean_raw, components, count, kind, seed, normals, l
             if kind == 0:
                 amp, sig = 1.0 * 0.97 ** j, (16.0, 34.0)
             else:
-                amp, sig = 1.2 * 0.97 ** j, (10.0, 24.0)
+                # unnamed expressions stay small and broad (no lumps when many are mixed)
+                amp, sig = 0.3 * 0.97 ** j, (22.0, 36.0)
             basis[:, :, k] = _random_shape_field(rng, mean_raw, normals, mask, pool, amp, sig, topo)
     return basis
 

@@ -75,7 +75,7 @@ EXPRESSION = [
     ("pucker", dict(pucker=2.5)),
     ("lip_funnel", dict(funnel=2.0)),
     ("lip_press", dict(press=1.4)),
-    ("cheek_puff", dict(puff=3.5)),
+    ("cheek_puff", dict(puff=2.4)),
     ("nose_wrinkle", dict(wrinkle=2.2)),
     ("mouth_left_right", dict(mouth_x=3.0)),
     ("jaw_left_right", dict(jaw_x=2.0)),
@@ -87,8 +87,8 @@ EXPRESSION = [
     ("mouth_corners_down", dict(corner_down=2.2)),
     ("sneer_left", dict(sneer_l=2.0)),
     ("sneer_right", dict(sneer_r=2.0)),
-    ("cheek_puff_left", dict(puff_l=3.5)),
-    ("cheek_puff_right", dict(puff_r=3.5)),
+    ("cheek_puff_left", dict(puff_l=2.0)),
+    ("cheek_puff_right", dict(puff_r=2.0)),
 ]
 
 IDENTITY_NAMES = [name for name, _ in IDENTITY]

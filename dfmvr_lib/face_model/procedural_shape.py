@@ -137,10 +137,11 @@ def mean_spec() -> dict:
         neck_z=-108.0, neck_r=(57.0, 60.0),
         k_union=10.0,
         # jaw line (face / neck border) y at |u| knots
-        jaw_u=(0.0, 20.0, 40.0, 60.0, 80.0, 95.0, 105.0, 112.0, 120.0, 150.0),
-        jaw_y=(-123.0, -121.0, -113.0, -103.0, -95.0, -89.0, -80.0, -55.0, -38.0, -32.0),
+        jaw_u=(0.0, 20.0, 40.0, 60.0, 80.0, 95.0, 105.0, 115.0, 130.0, 150.0),
+        jaw_y=(-123.0, -122.0, -117.0, -107.0, -97.0, -90.0, -83.0, -70.0, -50.0, -36.0),
         jaw_wu=(0.0, 30.0, 60.0, 100.0), jaw_w=(10.0, 9.0, 7.0, 6.0),
-        sub_u=(0.0, 40.0, 90.0, 120.0, 170.0), sub_dy=(19.0, 20.0, 22.0, 25.0, 26.0), sub_round=0.42,
+        sub_u=(0.0, 40.0, 90.0, 120.0, 170.0), sub_dy=(19.0, 20.0, 22.0, 25.0, 26.0),
+        sub_ang=(22.0, 22.0, 27.0, 38.0, 45.0), jaw_round=10.0, neck_round=12.0, jaw_corner=4.0,
         chin=0.0, chin_y=-100.0, arch_scale=1.0,
         prof_y=(-16.0, -28.0, -36.0, -41.0, -46.0, -51.0, -57.0, -63.0, -68.0, -74.0, -80.0, -86.0, -93.0, -100.0,
                 -105.0,
@@ -148,7 +149,7 @@ def mean_spec() -> dict:
         prof_z=(-40.0, -6.0, 5.0, 10.0, 11.0, 11.3, 10.0, 8.0, 7.5, 6.5, 3.5, 3.0, 5.5, 7.0, 5.5, 2.0, -4.0, -13.0,
                 -28.0, -60.0),
         socket=11.0, brow_ridge=2.5, brow_ridge_y=17.0, glabella=2.0, cheekbone=2.5, zygoma=3.0, temple=0.5, buccal=0.0,
-        malar_fat=3.0, buccal_fat=2.5, masseter=1.0, temple_fill=4.0,
+        malar_fat=3.0, buccal_fat=2.5, masseter=1.0, temple_fill=4.0, mandible=3.0,
         forehead_slope=0.0, nasion_depth=0.0,
         # eyes
         eye_u=31.0, eye_cx=30.5, eye_y=1.0, eye_depth=-13.5, eye_axes=(18.0, 14.5, 12.0), eye_yaw=0.12,
@@ -307,6 +308,8 @@ def _face_primitives(spec, u, y, P, N):
     face = face + spec["buccal_fat"] * gauss(au, y, ux(48.0), -58.0, 18.0, 18.0)
     face = face + spec["masseter"] * gauss(au, y, ux(64.0), -70.0, 20.0, 24.0)
     face = face + spec["temple_fill"] * gauss(au, y, ux(64.0), 30.0, 14.0, 18.0)
+    # the body of the mandible: a rounder, squarer lower face between the chin and the jaw angles
+    face = face + spec["mandible"] * gauss(au, y, ux(36.0), -106.0, 15.0, 10.0)
     return face
 
 
@@ -318,49 +321,74 @@ def jaw_line(spec, au):
     return y_top, depth
 
 
-def submandibular_ramp(t, v0, w):
-    """C1 ramp from 0 (t = 0, slope v0) to 1 (t = 1, slope 0): linear in the middle, rounded over ``w`` at the ends
-    (the chin's underside runs back nearly flat, rounding into the throat)."""
-    vm = (1.0 - 0.5 * v0 * w) / (1.0 - w)
-    a = v0 * t + (vm - v0) * t * t / (2.0 * w)
-    r_w = v0 * w + (vm - v0) * w / 2.0
-    b = r_w + vm * (t - w)
-    tau = t - (1.0 - w)
-    r_1w = r_w + vm * (1.0 - 2.0 * w)
-    c = r_1w + vm * tau - vm * tau * tau / (2.0 * w)
-    return np.where(t < w, a, np.where(t <= 1.0 - w, b, c))
-
-
 def neck_height(spec, P, N):
-    return cast((0.0, 0.0, spec["neck_z"]), (spec["neck_r"][0], 1e6, spec["neck_r"][1]), P, N)
+    """Height of the neck: an elliptic cylinder of radii ``neck_r`` (x, z) about ``neck_z``."""
+    axes = (spec["neck_r"][0], 1e6, spec["neck_r"][1])
+    return cast((0.0, 0.0, spec["neck_z"]), axes, P, N)
+
+
+def _round_intersect(a, b, r):
+    """Intersection of two regions (signed distances, negative inside) with a circular fillet of radius ``r``."""
+    return np.minimum(-r, np.maximum(a, b)) + np.hypot(np.maximum(r + a, 0.0), np.maximum(r + b, 0.0))
+
+
+def _round_union(a, b, r):
+    """Union of two regions (signed distances, negative inside) with a circular (concave) fillet of radius ``r``."""
+    return np.maximum(r, np.minimum(a, b)) - np.hypot(np.maximum(r - a, 0.0), np.maximum(r - b, 0.0))
 
 
 def bone_height(spec, u, y):
     """Height of the bony face above the base prism at canonical (u, y) (after the expression slide).
 
-    Below the jaw line the surface follows a monotone cubic from the face at the jaw line (same height, same slope)
-    down and back onto the neck cylinder (zero slope): a smooth submandibular surface without a shelf or undercut.
+    Under the jaw the profile (in the plane of height and y at fixed u) is built from three regions with circular
+    fillets: the face (continued below the jaw line by its tangent), the half-plane above the submandibular line
+    (through the mandible border, rising towards the neck at ``sub_ang`` degrees) and the neck cylinder. The face
+    rolls under the mandible border with radius ``jaw_round`` and the underside meets the neck in a concave fillet
+    of radius ``neck_round``: continuous normals, no shelf, no undercut. Each height is the root (in h) of the
+    combined field, found by bisection (the field increases with h, so the surface is a height field).
     """
     P, N = base_point(u, y)
     au = np.abs(u)
     y_top, depth = jaw_line(spec, au)
-    below = y < y_top
+    r1, r2 = spec["jaw_round"], spec["neck_round"]
+    margin = 2.0 * r1 + 4.0
+    band = y < y_top + margin
     face = _face_primitives(spec, u, y, P, N)
     h = face.copy()
     s = np.ones_like(u)
-    if below.any():
-        ub, yt, dep = u[below], y_top[below], depth[below]
+    if band.any():
+        ub, yb, yt, dep = u[band], y[band], y_top[band], depth[band]
         Pt, Nt = base_point(ub, yt)
         d_eps = 1.5
         Pe, Ne = base_point(ub, yt + d_eps)
         h_top = _face_primitives(spec, ub, yt, Pt, Nt)
-        slope = (_face_primitives(spec, ub, yt + d_eps, Pe, Ne) - h_top) / d_eps
-        h_neck = neck_height(spec, P[below], N[below])
-        drop = h_top - h_neck
-        v0 = np.clip(slope * dep / np.where(np.abs(drop) > 1e-6, drop, 1e-6), 0.0, 1.5) * (drop > 0)
-        t = np.clip((yt - y[below]) / dep, 0.0, 1.0)
-        h[below] = h_top - drop * submandibular_ramp(t, v0, spec["sub_round"])
-        s[below] = 1.0 - smoothstep(t)
+        slope = np.clip((_face_primitives(spec, ub, yt + d_eps, Pe, Ne) - h_top) / d_eps, -2.5, 2.5)
+        below = yb < yt
+        F = np.where(below, h_top + slope * (yb - yt), face[band])
+        inv1 = 1.0 / np.sqrt(1.0 + slope * slope)
+        y_c = yt - spec["jaw_corner"]
+        h_c = h_top - slope * spec["jaw_corner"]
+        ang = np.radians(_interp_knots(np.abs(ub), spec["sub_u"], spec["sub_ang"]))
+        sa, ca = np.sin(ang), np.cos(ang)
+        # where a thick neck would poke out of the face behind the ears, it stays just inside (no shelf)
+        h_neck = smin(neck_height(spec, P[band], N[band]), h_c - 2.0, 3.0)
+
+        def field(hh):
+            d1 = (hh - F) * inv1
+            d2 = (hh - h_c) * sa - (yb - y_c) * ca
+            d3 = np.maximum(hh - h_neck, yb - y_c)
+            return _round_union(d3, _round_intersect(d1, d2, r1), r2)
+
+        lo = np.minimum(F, h_neck) - 80.0
+        hi = np.maximum(F, h_neck) + 80.0
+        for _ in range(22):  # bracket 160+ mm -> ~4e-5 mm
+            mid = 0.5 * (lo + hi)
+            inside = field(mid) < 0.0
+            lo = np.where(inside, mid, lo)
+            hi = np.where(inside, hi, mid)
+        h[band] = 0.5 * (lo + hi)
+        t = np.clip((yt - yb) / dep, 0.0, 1.0)
+        s[band] = 1.0 - smoothstep(t)
     return h, face, s
 
 

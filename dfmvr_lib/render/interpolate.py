@@ -33,6 +33,35 @@ from .rasterize import default_bands
 # ----------------------------------------------------------------------------------------------------------------
 # numba kernels
 # ----------------------------------------------------------------------------------------------------------------
+@numba.njit(inline="always", cache=True)
+def _pixel_terms(screen, triangles, n, f, px, py):
+    """Shared set-up of the forward and backward kernels for triangle ``f`` of view ``n`` at pixel centre (px, py).
+
+    Returns the corner ids (ia, ib, ic), the corners' offsets from the pixel centre a_m = u_m - px, c_m = v_m - py,
+    their depths d_m, the screen-space edge functions E_m (twice the signed sub-triangle areas), k_m = E_m / d_m
+    and S = k_0 + k_1 + k_2; the perspective-correct barycentrics are b_m = k_m / S and the depth is sum(E_m) / S.
+    """
+    ia = triangles[f, 0]
+    ib = triangles[f, 1]
+    ic = triangles[f, 2]
+    a0 = np.float64(screen[n, ia, 0]) - px
+    a1 = np.float64(screen[n, ib, 0]) - px
+    a2 = np.float64(screen[n, ic, 0]) - px
+    c0 = np.float64(screen[n, ia, 1]) - py
+    c1 = np.float64(screen[n, ib, 1]) - py
+    c2 = np.float64(screen[n, ic, 1]) - py
+    d0 = np.float64(screen[n, ia, 2])
+    d1 = np.float64(screen[n, ib, 2])
+    d2 = np.float64(screen[n, ic, 2])
+    e0 = a1 * c2 - c1 * a2
+    e1 = a2 * c0 - c2 * a0
+    e2 = a0 * c1 - c0 * a1
+    k0 = e0 / d0
+    k1 = e1 / d1
+    k2 = e2 / d2
+    return ia, ib, ic, a0, a1, a2, c0, c1, c2, d0, d1, d2, e0, e1, e2, k0, k1, k2, k0 + k1 + k2
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _forward_kernel(screen, colours, triangles, triangle_ids, labels, has_labels, background, background_mode,
                     image, depth, bary, part_labels, alpha):
@@ -64,26 +93,8 @@ def _forward_kernel(screen, colours, triangles, triangle_ids, labels, has_labels
                     else:
                         image[n, ch, i, j] = background[n, ch, i, j]
                 continue
-            px = j + 0.5
-            ia = triangles[f, 0]
-            ib = triangles[f, 1]
-            ic = triangles[f, 2]
-            a0 = np.float64(screen[n, ia, 0]) - px
-            a1 = np.float64(screen[n, ib, 0]) - px
-            a2 = np.float64(screen[n, ic, 0]) - px
-            c0 = np.float64(screen[n, ia, 1]) - py
-            c1 = np.float64(screen[n, ib, 1]) - py
-            c2 = np.float64(screen[n, ic, 1]) - py
-            d0 = np.float64(screen[n, ia, 2])
-            d1 = np.float64(screen[n, ib, 2])
-            d2 = np.float64(screen[n, ic, 2])
-            e0 = a1 * c2 - c1 * a2
-            e1 = a2 * c0 - c2 * a0
-            e2 = a0 * c1 - c0 * a1
-            k0 = e0 / d0
-            k1 = e1 / d1
-            k2 = e2 / d2
-            s = k0 + k1 + k2
+            ia, ib, ic, a0, a1, a2, c0, c1, c2, d0, d1, d2, e0, e1, e2, k0, k1, k2, s = _pixel_terms(
+                screen, triangles, n, f, j + 0.5, py)
             b0 = k0 / s
             b1 = k1 / s
             b2 = k2 / s
@@ -130,26 +141,8 @@ def _backward_kernel(screen, colours, triangles, triangle_ids, n_bands,
                 f = triangle_ids[n, i, j]
                 if f < 0:
                     continue
-                px = j + 0.5
-                ia = triangles[f, 0]
-                ib = triangles[f, 1]
-                ic = triangles[f, 2]
-                a0 = np.float64(screen[n, ia, 0]) - px
-                a1 = np.float64(screen[n, ib, 0]) - px
-                a2 = np.float64(screen[n, ic, 0]) - px
-                c0 = np.float64(screen[n, ia, 1]) - py
-                c1 = np.float64(screen[n, ib, 1]) - py
-                c2 = np.float64(screen[n, ic, 1]) - py
-                d0 = np.float64(screen[n, ia, 2])
-                d1 = np.float64(screen[n, ib, 2])
-                d2 = np.float64(screen[n, ic, 2])
-                e0 = a1 * c2 - c1 * a2
-                e1 = a2 * c0 - c2 * a0
-                e2 = a0 * c1 - c0 * a1
-                k0 = e0 / d0
-                k1 = e1 / d1
-                k2 = e2 / d2
-                s = k0 + k1 + k2
+                ia, ib, ic, a0, a1, a2, c0, c1, c2, d0, d1, d2, e0, e1, e2, k0, k1, k2, s = _pixel_terms(
+                    screen, triangles, n, f, j + 0.5, py)
                 inv_s = 1.0 / s
                 b0 = k0 * inv_s
                 b1 = k1 * inv_s

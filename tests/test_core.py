@@ -145,3 +145,22 @@ def test_validation_names_the_field():
     data.landmark_68 = np.arange(60)
     with pytest.raises(ValueError, match="landmark_68"):
         MorphableModel(data)
+
+
+def test_anthropometric_measurements_scale_with_the_face():
+    from dfmvr_lib.face_model import anthropometric_measurements, measurement_table
+
+    rng = np.random.default_rng(1)
+    vertices = rng.normal(size=(100, 3)) * 40.0
+    landmarks = rng.choice(100, 68, replace=False)
+    vertices[landmarks[36]] = [-45.0, 30.0, 10.0]
+    vertices[landmarks[45]] = [45.0, 30.0, 10.0]
+    measured = anthropometric_measurements(vertices, landmarks)
+    assert measured["biocular_width"] == pytest.approx(90.0)
+    doubled = anthropometric_measurements(2.0 * vertices, landmarks)
+    for name, value in measured.items():
+        assert doubled[name] == pytest.approx(2.0 * value), name
+    table = measurement_table(vertices, landmarks)
+    assert list(table["measurement"]) == list(measured) and (table["norm_mm"] > 0).all()
+    with pytest.raises(ValueError, match="68 landmark"):
+        anthropometric_measurements(vertices, landmarks[:60])

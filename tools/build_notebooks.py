@@ -63,7 +63,8 @@ torch.manual_seed(config.seed)
     markdown("""
 ## The face model
 Vertices, triangles and numbers of identity / expression / albedo components, then the mean face's proportions
-against adult anthropometric norms (millimetres).
+(millimetres, measured between its 68 landmark vertices) next to adult anthropometric norms and, for scale, the same
+landmark distances on the BFM09 mean face.
 """),
     code("""
 model = load_face_model(config.face_model)

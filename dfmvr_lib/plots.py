@@ -27,19 +27,21 @@ def part_label_image(labels: torch.Tensor | np.ndarray) -> np.ndarray:
     return PART_COLOURS[np.asarray(torch.as_tensor(labels).cpu())]
 
 
-def render_overlay_figure(faces: FaceRender, sample: int = 0, view_names=("A (left)", "B (front)", "C (right)")):
-    """One sample's views in three rows: the render, the render with its 68 projected landmarks (hidden ones
-    hollow), and the part-label map blended over the render.
+def views_overlay_figure(images, landmarks_2d, landmark_visibility, parse_maps,
+                         view_names=("A (left)", "B (front)", "C (right)"), title: str | None = None):
+    """Views in three rows: the image, the image with its 68 landmarks (hidden ones hollow red), and the part-label
+    map blended over the image.
 
-    Landmark visibility: :meth:`dfmvr_lib.scene.FaceRender.landmark_visibility`.
+    Args:
+        images: (S, 3, H, W) in [0, 1]; landmarks_2d: (S, 68, 2) pixels; landmark_visibility: (S, 68) bool;
+        parse_maps: (S, H, W) part labels.
     """
-    images = faces.views("image")[sample]
-    labels = faces.views("part_labels")[sample]
-    landmarks = faces.landmarks_2d[sample].detach().cpu().numpy()
-    visibility = faces.landmark_visibility()[sample].cpu().numpy()
+    images = torch.as_tensor(images)
+    landmarks = torch.as_tensor(landmarks_2d).detach().cpu().numpy()
+    visibility = torch.as_tensor(landmark_visibility).cpu().numpy()
     views = images.shape[0]
-    fig, axes = plt.subplots(3, views, figsize=(2.6 * views, 7.6), squeeze=False)
     H, W = images.shape[-2:]
+    fig, axes = plt.subplots(3, views, figsize=(2.6 * views, 7.6), squeeze=False)
     for v in range(views):
         picture = to_numpy_image(images[v])
         axes[0, v].imshow(picture)
@@ -49,7 +51,7 @@ def render_overlay_figure(faces: FaceRender, sample: int = 0, view_names=("A (le
         axes[1, v].scatter(landmarks[v, visible, 0], landmarks[v, visible, 1], s=6, c="lime")
         axes[1, v].scatter(landmarks[v, ~visible, 0], landmarks[v, ~visible, 1], s=6, facecolors="none",
                            edgecolors="red", linewidths=0.6)
-        axes[2, v].imshow(0.45 * picture + 0.55 * part_label_image(labels[v]))
+        axes[2, v].imshow(0.45 * picture + 0.55 * part_label_image(parse_maps[v]))
         for ax in axes[:, v]:
             ax.set_xlim(0, W)
             ax.set_ylim(H, 0)
@@ -57,8 +59,24 @@ def render_overlay_figure(faces: FaceRender, sample: int = 0, view_names=("A (le
     axes[1, 0].text(0, -2, "68 landmarks (hollow red: hidden)", fontsize=8)
     handles = [plt.Rectangle((0, 0), 1, 1, color=PART_COLOURS[k]) for k in range(1, len(PART_NAMES))]
     fig.legend(handles, PART_NAMES[1:], loc="lower center", ncol=5, fontsize=7, frameon=False)
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.96, bottom=0.06, wspace=0.03, hspace=0.05)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.93 if title else 0.96, bottom=0.06, wspace=0.03, hspace=0.05)
     return fig
+
+
+def render_overlay_figure(faces: FaceRender, sample: int = 0, **kwargs):
+    """:func:`views_overlay_figure` for one sample of a :class:`~dfmvr_lib.scene.FaceRender` (landmark visibility
+    from :meth:`~dfmvr_lib.scene.FaceRender.landmark_visibility`)."""
+    return views_overlay_figure(faces.views("image")[sample], faces.landmarks_2d[sample],
+                                faces.landmark_visibility()[sample], faces.views("part_labels")[sample], **kwargs)
+
+
+def sample_overlay_figure(sample, **kwargs):
+    """:func:`views_overlay_figure` for a :class:`dfmvr_lib.data.MultiViewSample` (titled with its ids)."""
+    kwargs.setdefault("title", f"subject {sample.subject_id}, sample {sample.sample_id}")
+    return views_overlay_figure(sample.images, sample.landmarks_2d, sample.landmark_visibility, sample.parse_maps,
+                                **kwargs)
 
 
 def random_faces_figure(model, n_faces: int = 12, yaws_degrees=(-45, 0, 45), image_size: int = 224, seed: int = 0,

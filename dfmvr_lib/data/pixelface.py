@@ -1,0 +1,357 @@
+"""Pixel-Face reader: the DF-MVR authors' processed layout and the raw release (opt-in by path).
+
+Layouts (``root`` is the folder given to :class:`PixelFaceDataset`):
+
+processed (DF-MVR authors' code)::
+
+    <root>[/<split>]/<subject>/<expr>/Images/{0,1,2}/t.jpg          0 left (A), 1 front (B), 2 right (C)
+    <root>[/<split>]/<subject>/<expr>/fusion/nicp_106_pts.txt       106 lines "x y z", decimetres
+    <root>[/<split>]/<subject>/<expr>/fusion/gt.mat                 optional ground-truth mesh (raw-release format)
+
+  (``<expr>/Images/fusion/...`` is accepted too: one public script reads the txt from there.)
+
+raw release::
+
+    <root>/.../<sample>/mesh/{0,1,2}/t.bmp    1280x720 24-bit BMP stored rotated by 90 deg
+    <root>/.../<sample>/mesh/fusion/gt.mat    MATLAB v5, structs new_kpt_gt_obj (scan) and neck_obj09 (BFM09-topology
+                                              registration), fields v (N,3) dm, f (M,3) 1-based, kpt_ind (106) 1-based,
+                                              tex (N,3) uint8
+
+  The upright face is obtained by rotating the stored BMP 90 deg clockwise and flipping it horizontally
+  (fixture README); the two together are a transpose of the pixel grid. ``<sample>`` may be ``root`` itself or a
+  folder up to three levels below it. Subject id: the first folder below ``root`` when the sample folder is at least
+  two levels below it (``<root>/<subject>/<expr>/mesh``), else the sample folder's name.
+
+Units: every length is converted from decimetres to millimetres on the way in (x 100, :data:`DECIMETRE_TO_MM`).
+Coordinates are otherwise those of the files (the scan's own frame); no re-centring or re-orientation.
+
+3D landmarks (101, the spec's scheme): Pixel-Face's 106-point list minus the 5 contour points
+:data:`DROPPED_CONTOUR_106`. The DF-MVR code deletes 5 rows given by an index file (``ignore_index_5.npy``) that is
+not available here; the 5 were inferred from its ``pre_index_101.npy`` (101 BFM vertex ids, order kept by the
+deletion) and the BFM 68-point keypoints (Deep3D ``facemodel_info.mat``):
+
+- the 106 scheme is the JD-106 layout: contour 0-32, brows 33-42, nose bridge 43-46, nostrils 47-51, eyes 52-63,
+  lower brows 64-71, eye extras 72-77, nose extras 78-83, mouth 84-103, pupils 104-105. In ``pre_index_101`` the
+  68-keypoint brows, nose, eyes and mouth sit exactly 5 places earlier than in that layout (e.g. the mouth
+  48-67 at 79-98 = 84-103 minus 5), so all 5 dropped points are contour points (101 positions 0-27 = 28 contour
+  points);
+- assuming iBUG jaw point j is 106-contour point 2j (the 106 contour samples the same outline twice as densely),
+  the 17 jaw keypoints sit at 101 positions 0, 2, 3, 5, 7, 9, 11, 13, 14, 15, 17, 19, 21, 22, 23, 25, 27; the
+  in-between contour points missing there are 106 indices 3, 15, 17, 25 and 27.
+
+The 7 alignment points (docs/conventions.md order) are then the 101 positions :data:`ALIGNMENT_7_IN_101`
+(the positions of the BFM alignment vertices in ``pre_index_101``).
+
+Images carry no landmarks: pass ``landmark_provider`` / ``parse_provider`` (see
+:mod:`dfmvr_lib.data.readers_common`); without them landmarks are NaN with visibility False and parse maps are 0.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .readers_common import (DatasetLayoutError, LandmarkProvider, ParseProvider, build_multiview_sample,
+                             layout_error, load_image_rgb, split_subjects)
+from .sample import MultiViewSample
+
+DECIMETRE_TO_MM = 100.0
+"""Pixel-Face geometry (gt.mat ``v``, nicp_106_pts.txt) is in decimetres."""
+
+NUM_LANDMARKS_106 = 106
+DROPPED_CONTOUR_106 = (3, 15, 17, 25, 27)
+"""0-based indices of the 5 contour points of the 106-point list that the 101-point scheme drops (see module doc)."""
+
+KEPT_106 = tuple(i for i in range(NUM_LANDMARKS_106) if i not in DROPPED_CONTOUR_106)
+"""The 101 kept indices of the 106-point list, in order."""
+
+ALIGNMENT_7_IN_101 = (47, 50, 53, 56, 41, 79, 85)
+"""101-scheme positions of left-eye outer, left-eye inner, right-eye inner, right-eye outer, nose tip, left and
+right mouth corner (positions of DF-MVR's alignment vertices in ``pre_index_101``)."""
+
+VIEW_FOLDERS = ("0", "1", "2")
+"""Camera folders in view order A (left), B (front), C (right)."""
+
+GT_STRUCTS = ("new_kpt_gt_obj", "neck_obj09")
+GT_FIELDS = ("v", "f", "kpt_ind")
+
+
+@dataclass
+class PixelFaceMesh:
+    """One struct of a Pixel-Face ``gt.mat``: vertices (V, 3) float32 mm, triangles (F, 3) int64 0-based,
+    keypoint_ids (106,) int64 0-based vertex ids, colors (V, 3) uint8 or None."""
+
+    vertices: np.ndarray
+    triangles: np.ndarray
+    keypoint_ids: np.ndarray
+    colors: np.ndarray | None
+
+    @property
+    def keypoints(self) -> np.ndarray:
+        """(106, 3) mm: the keypoint vertices."""
+        return self.vertices[self.keypoint_ids]
+
+
+def landmarks_106_to_101(points_106: np.ndarray) -> np.ndarray:
+    """(106, 3) -> (101, 3): drop :data:`DROPPED_CONTOUR_106`."""
+    points_106 = np.asarray(points_106)
+    if points_106.shape[0] != NUM_LANDMARKS_106:
+        raise ValueError(f"expected 106 landmarks, got {points_106.shape[0]}")
+    return points_106[list(KEPT_106)]
+
+
+def read_nicp_landmarks(path: str | os.PathLike) -> np.ndarray:
+    """Read ``nicp_106_pts.txt`` (106 lines ``x y z`` in decimetres) -> (106, 3) float64 millimetres."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Pixel-Face 3D landmark file not found: {path}")
+    rows = []
+    with open(path, "r", encoding="utf-8", errors="replace") as stream:
+        for number, line in enumerate(stream, start=1):
+            text = line.replace(",", " ").split()
+            if not text:
+                continue
+            try:
+                values = [float(v) for v in text]
+            except ValueError as error:
+                raise ValueError(f"{path}: line {number} is not 'x y z' numbers: {line.strip()[:60]!r}") from error
+            if len(values) != 3:
+                raise ValueError(f"{path}: line {number} has {len(values)} numbers, expected 3 (x y z)")
+            rows.append(values)
+    if len(rows) != NUM_LANDMARKS_106:
+        raise ValueError(f"{path}: expected {NUM_LANDMARKS_106} landmark lines, found {len(rows)}")
+    points = np.asarray(rows, dtype=np.float64)
+    if not np.all(np.isfinite(points)):
+        raise ValueError(f"{path}: contains NaN or infinite coordinates")
+    return points * DECIMETRE_TO_MM
+
+
+def read_gt_mat(path: str | os.PathLike, struct: str = "new_kpt_gt_obj") -> PixelFaceMesh:
+    """Read one struct (``new_kpt_gt_obj``: the scan; ``neck_obj09``: the BFM09-topology registration) of a
+    Pixel-Face ``gt.mat`` -> :class:`PixelFaceMesh` in millimetres with 0-based indices."""
+    import scipy.io
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Pixel-Face gt.mat not found: {path}")
+    try:
+        contents = scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
+    except Exception as error:  # scipy raises ValueError, TypeError, MatReadError, OSError ... for bad files
+        raise ValueError(f"{path}: not a readable MATLAB v5 file ({type(error).__name__}: {error})") from error
+    keys = sorted(k for k in contents if not k.startswith("__"))
+    if struct not in contents:
+        raise KeyError(f"{path}: no struct {struct!r}; the file has {keys} (expected {list(GT_STRUCTS)})")
+    record = contents[struct]
+    names = getattr(record, "_fieldnames", None)
+    if names is None:
+        raise ValueError(f"{path}: {struct!r} is not a MATLAB struct (got {type(record).__name__})")
+    missing = [name for name in GT_FIELDS if name not in names]
+    if missing:
+        raise KeyError(f"{path}: struct {struct!r} lacks fields {missing}; it has {list(names)}")
+    vertices = np.asarray(record.v, dtype=np.float64)
+    triangles = np.asarray(record.f)
+    keypoints = np.asarray(record.kpt_ind).reshape(-1)
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or vertices.shape[0] == 0:
+        raise ValueError(f"{path}: {struct}.v must be (N, 3), got {vertices.shape}")
+    if triangles.ndim != 2 or triangles.shape[1] != 3:
+        raise ValueError(f"{path}: {struct}.f must be (M, 3), got {triangles.shape}")
+    triangles = triangles.astype(np.int64) - 1
+    keypoints = keypoints.astype(np.int64) - 1
+    n = vertices.shape[0]
+    if triangles.size and (triangles.min() < 0 or triangles.max() >= n):
+        raise ValueError(f"{path}: {struct}.f indices must be 1..{n} (1-based), got "
+                         f"{triangles.min() + 1}..{triangles.max() + 1}")
+    if keypoints.shape[0] != NUM_LANDMARKS_106 or keypoints.min() < 0 or keypoints.max() >= n:
+        raise ValueError(f"{path}: {struct}.kpt_ind must be 106 ids in 1..{n}, got {keypoints.shape[0]} ids in "
+                         f"{keypoints.min() + 1}..{keypoints.max() + 1}")
+    colors = None
+    if "tex" in names:
+        tex = np.asarray(record.tex)
+        if tex.shape == vertices.shape:
+            colors = tex.astype(np.uint8)
+    return PixelFaceMesh(vertices=(vertices * DECIMETRE_TO_MM).astype(np.float32), triangles=triangles,
+                         keypoint_ids=keypoints, colors=colors)
+
+
+def upright_raw_image(stored: torch.Tensor) -> torch.Tensor:
+    """A raw-release view as stored (``(C, 720, 1280)``, rotated) -> upright ``(C, 1280, 720)``:
+    rotate 90 deg clockwise, then flip horizontally (together: a transpose of rows and columns)."""
+    rotated = torch.rot90(stored, k=-1, dims=(-2, -1))   # k=-1: clockwise
+    return torch.flip(rotated, dims=(-1,)).contiguous()
+
+
+@dataclass
+class _Entry:
+    subject_id: str
+    sample_id: str
+    layout: str
+    views: tuple[Path | None, Path | None, Path | None]
+    nicp: Path | None
+    gt_mat: Path | None
+
+
+def _first_existing(*candidates: Path) -> Path | None:
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _scan_processed(root: Path) -> list[_Entry]:
+    entries = []
+    seen = set()
+    for pattern in ("*/*/Images", "*/*/*/Images"):
+        for images in sorted(root.glob(pattern)):
+            if not images.is_dir():
+                continue
+            expr_dir = images.parent
+            views = tuple(_first_existing(images / v / "t.jpg", images / v / "t.png") for v in VIEW_FOLDERS)
+            if all(v is None for v in views) or expr_dir in seen:
+                continue
+            seen.add(expr_dir)
+            subject, expr = expr_dir.parent.name, expr_dir.name
+            entries.append(_Entry(
+                subject_id=subject, sample_id=f"{subject}/{expr}", layout="processed", views=views,
+                nicp=_first_existing(expr_dir / "fusion" / "nicp_106_pts.txt",
+                                     images / "fusion" / "nicp_106_pts.txt"),
+                gt_mat=_first_existing(expr_dir / "fusion" / "gt.mat", images / "fusion" / "gt.mat")))
+    return entries
+
+
+def _scan_raw(root: Path) -> list[_Entry]:
+    entries = []
+    for pattern in ("mesh", "*/mesh", "*/*/mesh", "*/*/*/mesh"):
+        for mesh in sorted(root.glob(pattern)):
+            if not mesh.is_dir():
+                continue
+            views = tuple(_first_existing(mesh / v / "t.bmp") for v in VIEW_FOLDERS)
+            gt = _first_existing(mesh / "fusion" / "gt.mat")
+            if all(v is None for v in views) and gt is None:
+                continue
+            sample_dir = mesh.parent
+            relative = sample_dir.relative_to(root).parts
+            sample_id = "/".join(relative) if relative else sample_dir.name
+            subject = relative[0] if len(relative) >= 2 else sample_dir.name
+            entries.append(_Entry(subject_id=subject, sample_id=sample_id, layout="raw", views=views,
+                                  nicp=None, gt_mat=gt))
+    return entries
+
+
+class PixelFaceDataset(torch.utils.data.Dataset):
+    """Pixel-Face samples as :class:`MultiViewSample` (views A/B/C = camera folders 0/1/2).
+
+    Args:
+        root: dataset folder (see the module doc for the layouts).
+        layout: ``"auto"`` (processed if any processed sample is found, else raw), ``"processed"`` or ``"raw"``.
+        image_size: square output size (views padded to a square, then resized); ``None`` keeps native sizes.
+        landmark_provider, parse_provider, parse_from_landmarks: see :mod:`dfmvr_lib.data.readers_common`.
+        load_mesh: read the ground-truth mesh from gt.mat when present.
+        mesh_struct: which gt.mat struct is the GT mesh (``new_kpt_gt_obj``, the scan, by default).
+        landmark_struct: raw layout only: the struct whose 106 keypoints give ``landmarks_3d`` (``neck_obj09``, the
+            NICP registration, by default: the processed layout's ``nicp_106_pts.txt`` is presumably these points;
+            not verified).
+        subjects: keep only these subject ids.
+
+    ``extras`` holds ``layout``, the file paths, ``landmarks_106`` (mm, when known) and ``alignment_7`` (7, 3) mm.
+    """
+
+    def __init__(self, root: str | os.PathLike, *, layout: str = "auto", image_size: int | None = 224,
+                 landmark_provider: LandmarkProvider | None = None, parse_provider: ParseProvider | None = None,
+                 parse_from_landmarks: bool = False, load_mesh: bool = True, mesh_struct: str = "new_kpt_gt_obj",
+                 landmark_struct: str = "neck_obj09", subjects: Sequence[str] | None = None):
+        self.root = Path(root)
+        if layout not in ("auto", "processed", "raw"):
+            raise ValueError(f"layout must be 'auto', 'processed' or 'raw', got {layout!r}")
+        if not self.root.is_dir():
+            raise layout_error("Pixel-Face", self.root, "a dataset folder")
+        entries: list[_Entry] = []
+        if layout in ("auto", "processed"):
+            entries = _scan_processed(self.root)
+        if not entries and layout in ("auto", "raw"):
+            entries = _scan_raw(self.root)
+        if not entries:
+            expected = {
+                "processed": "<subject>/<expr>/Images/{0,1,2}/t.jpg (+ <expr>/fusion/nicp_106_pts.txt)",
+                "raw": "<sample>/mesh/{0,1,2}/t.bmp and/or <sample>/mesh/fusion/gt.mat",
+                "auto": "<subject>/<expr>/Images/{0,1,2}/t.jpg (processed) or <sample>/mesh/{0,1,2}/t.bmp, "
+                        "<sample>/mesh/fusion/gt.mat (raw)",
+            }[layout]
+            raise layout_error("Pixel-Face", self.root, expected)
+        if subjects is not None:
+            wanted = set(str(s) for s in subjects)
+            entries = [e for e in entries if e.subject_id in wanted]
+        self.entries = entries
+        self.layout = entries[0].layout if entries else layout
+        self.image_size = image_size
+        self.landmark_provider = landmark_provider
+        self.parse_provider = parse_provider
+        self.parse_from_landmarks = parse_from_landmarks
+        self.load_mesh = load_mesh
+        self.mesh_struct = mesh_struct
+        self.landmark_struct = landmark_struct
+        self._options = dict(layout=layout, image_size=image_size, landmark_provider=landmark_provider,
+                             parse_provider=parse_provider, parse_from_landmarks=parse_from_landmarks,
+                             load_mesh=load_mesh, mesh_struct=mesh_struct, landmark_struct=landmark_struct)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def subject_ids(self) -> list[str]:
+        return sorted({e.subject_id for e in self.entries})
+
+    def split(self, train_fraction: float = 0.8, seed: int = 0) -> tuple["PixelFaceDataset", "PixelFaceDataset"]:
+        """(train, validation) datasets split by subject (:func:`~dfmvr_lib.data.readers_common.split_subjects`)."""
+        train, val = split_subjects(self.subject_ids, train_fraction, seed)
+        return (PixelFaceDataset(self.root, subjects=train, **self._options),
+                PixelFaceDataset(self.root, subjects=val, **self._options))
+
+    def _load_view(self, path: Path | None, raw: bool) -> torch.Tensor | None:
+        if path is None:
+            return None
+        image = load_image_rgb(path)
+        return upright_raw_image(image) if raw else image
+
+    def __getitem__(self, index: int) -> MultiViewSample:
+        entry = self.entries[index]
+        raw = entry.layout == "raw"
+        images = [self._load_view(path, raw) for path in entry.views]
+        if self.image_size is None and all(image is None for image in images):
+            raise ValueError(f"Pixel-Face sample {entry.sample_id}: no view image and image_size=None")
+        extras: dict = {"layout": entry.layout, "view_paths": [str(p) if p else None for p in entry.views],
+                        "gt_mat": str(entry.gt_mat) if entry.gt_mat else None}
+        landmarks_106 = None
+        if entry.nicp is not None:
+            landmarks_106 = read_nicp_landmarks(entry.nicp)
+            extras["nicp_path"] = str(entry.nicp)
+        mesh_vertices = mesh_triangles = None
+        if entry.gt_mat is not None and (self.load_mesh or (raw and landmarks_106 is None)):
+            if self.load_mesh:
+                mesh = read_gt_mat(entry.gt_mat, self.mesh_struct)
+                mesh_vertices = torch.from_numpy(mesh.vertices)
+                mesh_triangles = torch.from_numpy(mesh.triangles)
+                extras["mesh_struct"] = self.mesh_struct
+                extras["mesh_keypoint_ids"] = mesh.keypoint_ids
+            if raw and landmarks_106 is None:
+                landmarks_106 = read_gt_mat(entry.gt_mat, self.landmark_struct).keypoints.astype(np.float64)
+                extras["landmark_struct"] = self.landmark_struct
+        landmarks_3d = None
+        if landmarks_106 is not None:
+            extras["landmarks_106"] = landmarks_106.astype(np.float32)
+            landmarks_101 = landmarks_106_to_101(landmarks_106).astype(np.float32)
+            landmarks_3d = torch.from_numpy(landmarks_101)
+            extras["alignment_7"] = landmarks_101[list(ALIGNMENT_7_IN_101)]
+        return build_multiview_sample(
+            images, subject_id=entry.subject_id, sample_id=entry.sample_id, image_size=self.image_size,
+            source=f"Pixel-Face sample {entry.sample_id}", landmark_provider=self.landmark_provider,
+            parse_provider=self.parse_provider, parse_from_landmarks=self.parse_from_landmarks,
+            landmarks_3d=landmarks_3d, mesh_vertices=mesh_vertices, mesh_triangles=mesh_triangles, extras=extras)
+
+
+__all__ = ["ALIGNMENT_7_IN_101", "DECIMETRE_TO_MM", "DROPPED_CONTOUR_106", "DatasetLayoutError", "KEPT_106",
+           "PixelFaceDataset", "PixelFaceMesh", "landmarks_106_to_101", "read_gt_mat", "read_nicp_landmarks",
+           "upright_raw_image"]

@@ -59,7 +59,17 @@ class RenderConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Synthetic benchmark sizes (subjects and samples per subject) and view geometry."""
+    """Synthetic benchmark (:mod:`dfmvr_lib.data.synthetic`): sizes, view geometry, ground truth, output.
+
+    Subjects are split by subject into train / validation / test. ``side_yaw_degrees`` is the yaw of the side views
+    (A at minus, C at plus) of the ``"pixelface-like"`` preset (``"bosphorus-like"`` uses 45). The ground truth lies
+    outside the span of the reconstruction model: it uses ``ground_truth_identity_components`` identity components
+    (the network regresses ``face_model.identity_components``) plus a smooth per-subject displacement field along
+    the normals whose RMS over the front face is ``ground_truth_displacement_mm``. ``preset``: the default preset.
+    ``mesh_splits``: splits whose ground-truth meshes are written as PLY (3D landmarks are written for all).
+    ``batch_size``: samples rendered together (part of the generator settings: results are reproducible for a
+    given batch size). ``workers``: generator processes (1 = in-process).
+    """
 
     train_subjects: int = 200
     validation_subjects: int = 20
@@ -68,6 +78,10 @@ class DataConfig:
     side_yaw_degrees: float = 30.0
     ground_truth_identity_components: int = 120
     ground_truth_displacement_mm: float = 2.0
+    preset: str = "pixelface-like"
+    mesh_splits: tuple[str, ...] = ("validation", "test")
+    batch_size: int = 8
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -143,7 +157,7 @@ def _profiles() -> dict[str, WorkbookConfig]:
         seeds=(0,),
         face_model=FaceModelConfig(procedural_vertex_target=6000),
         data=DataConfig(train_subjects=6, validation_subjects=2, test_subjects=2, samples_per_subject=2,
-                        ground_truth_identity_components=100),
+                        ground_truth_identity_components=100, batch_size=4, workers=1),
         parser=ParserConfig(width=0.25, steps=20, batch_size=4),
         network=NetworkConfig(base_width=8, regressor_width=0.125),
         training=TrainingConfig(steps=6, batch_size=2, checkpoint_every=3),
@@ -153,7 +167,8 @@ def _profiles() -> dict[str, WorkbookConfig]:
         image_size=112,
         seeds=(0, 1),
         face_model=FaceModelConfig(procedural_vertex_target=20000),
-        data=DataConfig(train_subjects=300, validation_subjects=20, test_subjects=40, samples_per_subject=4),
+        data=DataConfig(train_subjects=300, validation_subjects=20, test_subjects=40, samples_per_subject=4,
+                        batch_size=8, workers=2),
         parser=ParserConfig(width=0.5, steps=1500, batch_size=16),
         network=NetworkConfig(base_width=16, regressor_width=0.25),
         training=TrainingConfig(steps=3000, batch_size=4, checkpoint_every=250, bf16=True, channels_last=True),
@@ -163,7 +178,8 @@ def _profiles() -> dict[str, WorkbookConfig]:
         image_size=224,
         seeds=(0, 1, 2),
         face_model=FaceModelConfig(procedural_vertex_target=35000),
-        data=DataConfig(train_subjects=2000, validation_subjects=100, test_subjects=200, samples_per_subject=8),
+        data=DataConfig(train_subjects=2000, validation_subjects=100, test_subjects=200, samples_per_subject=8,
+                        batch_size=8, workers=2),
         parser=ParserConfig(width=1.0, steps=20000, batch_size=32),
         network=NetworkConfig(base_width=64, regressor_width=1.0),
         training=TrainingConfig(steps=100000, batch_size=16, checkpoint_every=2000),

@@ -79,6 +79,30 @@ def sample_overlay_figure(sample, **kwargs):
                                 **kwargs)
 
 
+def triplet_grid_figure(dataset, count: int = 6, title: str | None = None, view_names=("A", "B", "C")):
+    """The first ``count`` samples of a multi-view dataset, one row each: its views side by side, labelled with the
+    subject and the views' yaw when the dataset records it (``extras["nominal_yaw_degrees"]``)."""
+    count = min(count, len(dataset))
+    samples = [dataset[i] for i in range(count)]
+    views = samples[0].images.shape[0] if samples else 3
+    fig, axes = plt.subplots(count, views, figsize=(1.9 * views, 1.9 * count + 0.4), squeeze=False)
+    for row, sample in enumerate(samples):
+        yaws = sample.extras.get("nominal_yaw_degrees")
+        for v in range(views):
+            ax = axes[row, v]
+            ax.imshow(to_numpy_image(sample.images[v]))
+            ax.axis("off")
+            label = view_names[v] if v < len(view_names) else str(v)
+            if yaws is not None:
+                label += f" {float(yaws[v]):+.0f}\u00b0"
+            ax.set_title(f"{sample.subject_id} {label}" if v == 0 else label, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1.0 - 0.6 / (1.9 * count + 0.4), wspace=0.03,
+                        hspace=0.2)
+    return fig
+
+
 def random_faces_figure(model, n_faces: int = 12, yaws_degrees=(-45, 0, 45), image_size: int = 224, seed: int = 0,
                         with_expressions: bool = True, background=(1.0, 1.0, 1.0)):
     """``n_faces`` random faces (identity, expression, albedo ~ N(0, 1), random light) at ``yaws_degrees``.

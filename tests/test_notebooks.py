@@ -1,11 +1,13 @@
 """Every numbered notebook runs headlessly through papermill in the smoke profile and writes its results."""
 import json
+from pathlib import Path
 
 import pytest
 
 from dfmvr_lib.run_notebooks import numbered_notebooks, run_notebook
 
 NOTEBOOKS = numbered_notebooks()
+REAL_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real_multiview" / "pixelface_crops"
 
 
 def test_notebooks_exist_with_a_parameters_cell():
@@ -21,7 +23,10 @@ def test_notebooks_exist_with_a_parameters_cell():
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
 def test_notebook_runs_in_smoke_profile(notebook, tmp_path):
     results = tmp_path / "results"
-    executed = run_notebook(notebook, tmp_path / "executed", "smoke", results)
+    parameters = {"data_dir": str(tmp_path / "data")}
+    if REAL_PHOTOS.is_dir():  # the real-photo path runs too when the fixtures are beside the repo
+        parameters["photos_dir"] = str(REAL_PHOTOS)
+    executed = run_notebook(notebook, tmp_path / "executed", "smoke", results, extra_parameters=parameters)
     assert executed.exists()
     written = [p for p in results.rglob("*") if p.is_file()]
     assert written, f"{notebook.name} wrote nothing to results_dir"

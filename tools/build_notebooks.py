@@ -124,7 +124,137 @@ print(f"photometric loss {loss.item():.4f}; identity gradient norm {start.identi
 """),
 ]
 
-NOTEBOOKS = {"00_face_model_and_renderer.ipynb": NOTEBOOK_00}
+NOTEBOOK_01 = [
+    markdown("""
+# 01 — Data preparation
+
+The embedded default dataset is a synthetic multi-view benchmark rendered by the workbook's own forward model, with
+exact 3D ground truth that lies outside the reconstruction model's span (more identity components plus a smooth
+per-subject displacement of a few mm). Two presets mirror the paper's settings: `pixelface-like` (fixed cameras, one
+lighting setup, many expressions; Table I) and `bosphorus-like` (varied lighting, +-45 degree side views; Tables II
+and V). Real photos and the paper's datasets are prepared the same way when their paths are given.
+"""),
+    parameters('''data_dir = "../data"         # where generated datasets and caches go (git-ignored)
+photos_dir = None            # a folder of your photos or triplets
+pixelface_dir = None         # Pixel-Face (processed or raw layout)
+bosphorus_dir = None
+multipie_dir = None
+'''),
+    code("""
+from pathlib import Path
+
+from dfmvr_lib import plots
+from dfmvr_lib.config import get_config
+from dfmvr_lib.data.synthetic import PRESETS, SyntheticMultiViewDataset, benchmark_statistics, generate_benchmark
+from dfmvr_lib.provenance import write_table
+
+config = get_config(profile)
+figures = Path(results_dir) / "figures"
+tables = Path(results_dir) / "tables"
+"""),
+    markdown("""
+## Generate the benchmark
+One folder per preset; a finished benchmark with the same settings is reused, an interrupted one resumes.
+"""),
+    code("""
+roots = {preset: generate_benchmark(Path(data_dir) / f"synthetic_{profile}_{preset}", config, preset)
+         for preset in PRESETS}
+roots
+"""),
+    markdown("## Statistics\nSamples and subjects per split, view yaws, landmark visibility, ground-truth offset from the model span."),
+    code("""
+statistics = benchmark_statistics(roots)
+write_table(statistics, tables / "01_synthetic_statistics.csv", config)
+statistics
+"""),
+    markdown("""
+## How far the ground truth lies from the reconstruction model's span
+For test meshes: the RMS distance (mm, front face) between the ground truth and its best least-squares fit with the
+reconstruction model's identity and expression components. No network can do better than this on the benchmark.
+"""),
+    code("""
+import pandas as pd
+
+from dfmvr_lib.face_model import load_face_model
+from dfmvr_lib.data.synthetic import span_residual_mm
+
+model = load_face_model(config.face_model)
+rows = []
+for preset, root in roots.items():
+    test = SyntheticMultiViewDataset(root, "test")
+    for index in range(min(5, len(test))):
+        sample = test[index]
+        rows.append({"preset": preset, "sample_id": sample.sample_id,
+                     "span_residual_mm": span_residual_mm(model, sample.mesh_vertices, model.num_identity,
+                                                          model.num_expression)})
+span = pd.DataFrame(rows)
+write_table(span, tables / "01_ground_truth_span_residual.csv", config)
+span.groupby("preset")["span_residual_mm"].describe()
+"""),
+    markdown("""
+## Triplets with landmarks and part labels
+One test triplet of each preset: the three views, the 68 landmarks (hidden ones hollow) and the exact parse map.
+"""),
+    code("""
+for preset, root in roots.items():
+    sample = SyntheticMultiViewDataset(root, "test")[0]
+    figure = plots.sample_overlay_figure(sample, title=f"{preset}: subject {sample.subject_id}")
+    plots.save_figure(figure, figures / f"01_{preset}_triplet.png")
+"""),
+    code("""
+for preset, root in roots.items():
+    figure = plots.triplet_grid_figure(SyntheticMultiViewDataset(root, "train", load_mesh=False), count=6,
+                                       title=preset)
+    plots.save_figure(figure, figures / f"01_{preset}_grid.png")
+"""),
+    markdown("""
+## Your photos
+With `photos_dir` set: detection and 68 landmarks (FAN when its weights are present, else dlib's offline
+detector), alignment to the face model's mean landmarks, crop to the profile's image size, landmark-polygon parse
+masks; cached per image. The summary lists every file and why any failed.
+"""),
+    code("""
+if photos_dir:
+    from dfmvr_lib.data.photos import PhotoPreparer, prepare_folder
+
+    preparer = PhotoPreparer(output_size=config.image_size, profile=profile,
+                             cache_dir=Path(data_dir) / ".cache" / "photos")
+    run = prepare_folder(photos_dir, preparer)
+    write_table(run.summary, tables / "01_photos_summary.csv", config)
+    for index, sample in enumerate(run.samples()[:3]):
+        plots.save_figure(plots.sample_overlay_figure(sample), figures / f"01_photos_triplet_{index}.png")
+    display(run.summary)
+"""),
+    markdown("""
+## The paper's datasets
+Opt-in by path. Images go through the same landmark detector; parse masks come from the landmark polygons until the
+parse network (notebook 02) replaces them.
+"""),
+    code("""
+from dfmvr_lib.data.landmarks import default_landmark_detector, landmark_provider
+
+readers = {}
+if pixelface_dir:
+    from dfmvr_lib.data.pixelface import PixelFaceDataset
+    readers["pixelface"] = lambda provider: PixelFaceDataset(pixelface_dir, image_size=config.image_size,
+                                                             landmark_provider=provider, parse_from_landmarks=True)
+if bosphorus_dir:
+    from dfmvr_lib.data.bosphorus import BosphorusDataset
+    readers["bosphorus"] = lambda provider: BosphorusDataset(bosphorus_dir, image_size=config.image_size,
+                                                             landmark_provider=provider, parse_from_landmarks=True)
+if multipie_dir:
+    from dfmvr_lib.data.multipie import MultiPieDataset
+    readers["multipie"] = lambda provider: MultiPieDataset(multipie_dir, image_size=config.image_size,
+                                                           landmark_provider=provider, parse_from_landmarks=True)
+provider = landmark_provider(default_landmark_detector()) if readers else None
+for name, make in readers.items():
+    dataset = make(provider)
+    print(f"{name}: {len(dataset)} samples")
+    plots.save_figure(plots.sample_overlay_figure(dataset[0]), figures / f"01_{name}_triplet.png")
+"""),
+]
+
+NOTEBOOKS = {"00_face_model_and_renderer.ipynb": NOTEBOOK_00, "01_data_prep.ipynb": NOTEBOOK_01}
 
 
 def build() -> None:

@@ -3,5 +3,9 @@
 Every dataset returns :class:`MultiViewSample`; batch them with :func:`collate_samples`.
 """
 from .sample import VIEW_NAMES, MultiViewBatch, MultiViewSample, collate_samples
+from .synthetic import (PRESETS, SyntheticMultiViewDataset, SyntheticSettings, benchmark_statistics,
+                        generate_benchmark, load_manifest)
 
-__all__ = ["VIEW_NAMES", "MultiViewBatch", "MultiViewSample", "collate_samples"]
+__all__ = ["VIEW_NAMES", "MultiViewBatch", "MultiViewSample", "collate_samples", "PRESETS",
+           "SyntheticMultiViewDataset", "SyntheticSettings", "benchmark_statistics", "generate_benchmark",
+           "load_manifest"]

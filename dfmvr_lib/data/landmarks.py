@@ -291,3 +291,23 @@ def normalised_mean_error(predicted: np.ndarray, truth: np.ndarray) -> float:
         raise ValueError(f"need (68, 2) point sets, got {predicted.shape} and {truth.shape}")
     inter_ocular = float(np.linalg.norm(truth[36] - truth[45]))
     return float(np.linalg.norm(predicted - truth, axis=1).mean() / inter_ocular)
+
+
+def landmark_provider(detector: LandmarkDetector):
+    """Adapt a detector to the datasets' ``landmark_provider`` argument.
+
+    Returns a callable ``image (3, H, W) float in [0, 1] -> (landmarks (68, 2) pixels, visibility (68,) bool)``;
+    when no face is found the landmarks are NaN and the visibility False (the sample is kept, its landmark losses
+    are masked out).
+    """
+    import torch
+
+    def provide(image: "torch.Tensor"):
+        array = (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
+        try:
+            found = detector.detect(array)
+        except NoFaceFound:
+            return torch.full((68, 2), float("nan")), torch.zeros(68, dtype=torch.bool)
+        return torch.as_tensor(found.landmarks, dtype=torch.float32), torch.ones(68, dtype=torch.bool)
+
+    return provide

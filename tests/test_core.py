@@ -164,3 +164,16 @@ def test_anthropometric_measurements_scale_with_the_face():
     assert list(table["measurement"]) == list(measured) and (table["norm_mm"] > 0).all()
     with pytest.raises(ValueError, match="68 landmark"):
         anthropometric_measurements(vertices, landmarks[:60])
+
+
+def test_vertex_normal_paths_agree_and_scatter_path_has_gradients():
+    from dfmvr_lib.face_model import vertex_normals
+
+    model = MorphableModel(tiny_model_data())
+    vertices = model.mean_shape[None] + torch.randn(2, 6, 3)
+    without_gradient = vertex_normals(vertices, model.triangles)          # numba kernel
+    tracked = vertices.clone().requires_grad_(True)
+    with_gradient = vertex_normals(tracked, model.triangles)              # differentiable scatter-add
+    assert torch.allclose(without_gradient, with_gradient.detach(), atol=1e-5)
+    with_gradient[..., 2].sum().backward()
+    assert tracked.grad.abs().sum() > 0

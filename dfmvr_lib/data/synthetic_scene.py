@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import torch
 from scipy import ndimage
@@ -238,50 +237,6 @@ def scale_displacement(model: MorphableModel, centres: torch.Tensor, sigmas: tor
     return weights * scale[:, None], offset * scale
 
 
-@numba.njit(cache=True, nogil=True)
-def _normals_kernel(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
-    B, V = vertices.shape[0], vertices.shape[1]
-    out = np.zeros((B, V, 3), dtype=np.float32)
-    for b in range(B):
-        for f in range(triangles.shape[0]):
-            i, j, k = triangles[f, 0], triangles[f, 1], triangles[f, 2]
-            ax = vertices[b, j, 0] - vertices[b, i, 0]
-            ay = vertices[b, j, 1] - vertices[b, i, 1]
-            az = vertices[b, j, 2] - vertices[b, i, 2]
-            bx = vertices[b, k, 0] - vertices[b, i, 0]
-            by = vertices[b, k, 1] - vertices[b, i, 1]
-            bz = vertices[b, k, 2] - vertices[b, i, 2]
-            nx = ay * bz - az * by
-            ny = az * bx - ax * bz
-            nz = ax * by - ay * bx
-            length = np.sqrt(nx * nx + ny * ny + nz * nz)
-            if length <= 1e-12:
-                continue
-            nx /= length
-            ny /= length
-            nz /= length
-            for corner in (i, j, k):
-                out[b, corner, 0] += nx
-                out[b, corner, 1] += ny
-                out[b, corner, 2] += nz
-        for v in range(V):
-            length = np.sqrt(out[b, v, 0] ** 2 + out[b, v, 1] ** 2 + out[b, v, 2] ** 2)
-            if length > 1e-12:
-                out[b, v, 0] /= length
-                out[b, v, 1] /= length
-                out[b, v, 2] /= length
-    return out
-
-
-def vertex_normals_fast(vertices: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:
-    """Unit vertex normals (B, V, 3) by one-ring averaging of unit face normals (the convention of
-    :func:`dfmvr_lib.face_model.base.vertex_normals`, equal up to float rounding), computed by a serial numba
-    kernel: no gradients, CPU, much faster than the gather-based version on large batches."""
-    array = np.ascontiguousarray(vertices.detach().cpu().numpy(), dtype=np.float32)
-    tris = np.ascontiguousarray(triangles.detach().cpu().numpy(), dtype=np.int64)
-    return torch.from_numpy(_normals_kernel(array, tris)).to(vertices.device)
-
-
 def ground_truth_vertices(model: MorphableModel, identity: torch.Tensor, expression: torch.Tensor,
                           centres: torch.Tensor, sigmas: torch.Tensor, amplitudes: torch.Tensor,
                           offset: torch.Tensor) -> torch.Tensor:
@@ -291,7 +246,7 @@ def ground_truth_vertices(model: MorphableModel, identity: torch.Tensor, express
     """
     shape = model.shape(identity, expression)
     field = displacement_field(model, centres, sigmas, amplitudes, offset)
-    return shape + field.unsqueeze(-1) * vertex_normals_fast(shape, model.triangles)
+    return shape + field.unsqueeze(-1) * model.normals(shape)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -324,7 +279,7 @@ def render_batch(model: MorphableModel, camera: PerspectiveCamera, draws: list[S
         amplitudes, offset = scale_displacement(model, centres, sigmas, t("bump_weights"), settings.displacement_mm)
         vertices = ground_truth_vertices(model, t("identity"), t("expression"), centres, sigmas, amplitudes, offset)
         albedo = model.albedo(t("albedo"))
-        colours = shade(albedo, vertex_normals_fast(vertices, model.triangles), t("lighting"))
+        colours = shade(albedo, model.normals(vertices), t("lighting"))
         V = vertices.shape[1]
         angles, translation = t("angles"), t("translation")
         posed = apply_pose(vertices.unsqueeze(1).expand(B, 3, V, 3).reshape(B * 3, V, 3), angles.reshape(B * 3, 3),

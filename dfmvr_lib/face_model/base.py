@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import torch
 from torch import nn
@@ -112,22 +113,60 @@ def vertex_triangle_table(triangles: np.ndarray, num_vertices: int) -> np.ndarra
     return table
 
 
-def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor, vertex_triangles: torch.Tensor) -> torch.Tensor:
-    """Unit vertex normals from one-ring face averaging.
+@numba.njit(cache=True, nogil=True)
+def _vertex_normals_kernel(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
+    B, V = vertices.shape[0], vertices.shape[1]
+    out = np.zeros((B, V, 3), dtype=np.float32)
+    for b in range(B):
+        for f in range(triangles.shape[0]):
+            i, j, k = triangles[f, 0], triangles[f, 1], triangles[f, 2]
+            ax = vertices[b, j, 0] - vertices[b, i, 0]
+            ay = vertices[b, j, 1] - vertices[b, i, 1]
+            az = vertices[b, j, 2] - vertices[b, i, 2]
+            bx = vertices[b, k, 0] - vertices[b, i, 0]
+            by = vertices[b, k, 1] - vertices[b, i, 1]
+            bz = vertices[b, k, 2] - vertices[b, i, 2]
+            nx = ay * bz - az * by
+            ny = az * bx - ax * bz
+            nz = ax * by - ay * bx
+            length = np.sqrt(nx * nx + ny * ny + nz * nz)
+            if length <= 1e-12:
+                continue
+            for corner in (i, j, k):
+                out[b, corner, 0] += nx / length
+                out[b, corner, 1] += ny / length
+                out[b, corner, 2] += nz / length
+        for v in range(V):
+            length = np.sqrt(out[b, v, 0] ** 2 + out[b, v, 1] ** 2 + out[b, v, 2] ** 2)
+            if length > 1e-12:
+                out[b, v, 0] /= length
+                out[b, v, 1] /= length
+                out[b, v, 2] /= length
+    return out
+
+
+def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:
+    """Unit vertex normals: the normalised sum of the unit normals of the triangles around each vertex (one ring).
+
+    Differentiable (scatter-add of face normals) when ``vertices`` needs a gradient; a numba kernel otherwise on CPU
+    (same result up to float rounding, several times faster; meshes with high-valence fans make a gather over the
+    one-ring table slow, so neither path uses it).
 
     Args:
         vertices: (B, V, 3)
         triangles: (F, 3) long, counter-clockwise seen from outside
-        vertex_triangles: (V, M) long, padded with F (see :func:`vertex_triangle_table`)
     Returns:
-        (B, V, 3) unit normals pointing outwards.
+        (B, V, 3) unit normals pointing outwards (zero for vertices in no triangle).
     """
-    v0 = vertices[:, triangles[:, 0]]
-    v1 = vertices[:, triangles[:, 1]]
-    v2 = vertices[:, triangles[:, 2]]
+    if vertices.device.type == "cpu" and not (torch.is_grad_enabled() and vertices.requires_grad):
+        array = np.ascontiguousarray(vertices.detach().numpy(), dtype=np.float32)
+        corners = np.ascontiguousarray(triangles.detach().cpu().numpy(), dtype=np.int64)
+        return torch.from_numpy(_vertex_normals_kernel(array, corners)).to(vertices.dtype)
+    v0, v1, v2 = (vertices[:, triangles[:, k]] for k in range(3))
     face_normals = torch.nn.functional.normalize(torch.cross(v1 - v0, v2 - v0, dim=-1), dim=-1, eps=1e-12)
-    face_normals = torch.cat([face_normals, face_normals.new_zeros(face_normals.shape[0], 1, 3)], dim=1)
-    summed = face_normals[:, vertex_triangles].sum(dim=2)
+    summed = torch.zeros_like(vertices)
+    for k in range(3):
+        summed = summed.index_add(1, triangles[:, k], face_normals)
     return torch.nn.functional.normalize(summed, dim=-1, eps=1e-12)
 
 
@@ -214,7 +253,7 @@ class MorphableModel(nn.Module):
 
     def normals(self, vertices: torch.Tensor) -> torch.Tensor:
         """Unit vertex normals (B, V, 3) of ``vertices`` (B, V, 3) with this model's topology."""
-        return vertex_normals(vertices, self.triangles, self.vertex_triangles)
+        return vertex_normals(vertices, self.triangles)
 
     def to_data(self) -> MorphableModelData:
         """Back to plain numpy arrays (for saving)."""

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from matplotlib.path import Path as _MplPath
 
-from .base import vertex_normals, vertex_triangle_table
+from .base import vertex_normals
 
 BACKGROUND, SKIN, LEFT_BROW, RIGHT_BROW, LEFT_EYE, RIGHT_EYE, NOSE, MOUTH, UPPER_LIP, LOWER_LIP = range(10)
 
@@ -246,6 +246,5 @@ def _vertex_normals_z(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray
         raise ValueError(f"triangles must be (F, 3), got shape {triangles.shape}")
     if triangles.size and (triangles.min() < 0 or triangles.max() >= vertices.shape[0]):
         raise ValueError(f"triangles: vertex id out of range [0, {vertices.shape[0]})")
-    table = torch.as_tensor(vertex_triangle_table(triangles, vertices.shape[0]))
-    normals = vertex_normals(torch.as_tensor(vertices)[None], torch.as_tensor(triangles), table)[0]
+    normals = vertex_normals(torch.as_tensor(vertices)[None], torch.as_tensor(triangles))[0]
     return normals[:, 2].numpy()

@@ -12,8 +12,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from .base import MorphableModel, MorphableModelData
+from .base import MorphableModel, MorphableModelData, vertex_normals
 from . import procedural_albedo as pa
 from . import procedural_components as pc
 from . import procedural_mesh as pm
@@ -166,15 +167,6 @@ def _evert_weights(spec: dict, topo: _Topology) -> np.ndarray:
     return w
 
 
-def _vertex_normals(p: np.ndarray, t: np.ndarray) -> np.ndarray:
-    fn = np.cross(p[t[:, 1]] - p[t[:, 0]], p[t[:, 2]] - p[t[:, 0]])
-    fn /= np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-12)
-    n = np.zeros_like(p)
-    for k in range(3):
-        np.add.at(n, t[:, k], fn)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-
-
 def _random_shape_field(rng, mean, normals, mask, centres_pool, amplitude, sigma_range, topo):
     """A smooth random displacement along the mean normals, ``amplitude`` mm at its largest."""
     symmetric = rng.random() < 0.6
@@ -267,7 +259,7 @@ def build_procedural_model(vertex_target: int = 20000, identity_components: int 
     labels = sem.part_labels(spec, topo, info, mean_raw)
     lm68, lm101, align7 = sem.landmarks(spec, topo, labels, mean_raw)
     region = sem.evaluation_region(spec, topo, labels, mean_raw)
-    normals = _vertex_normals(mean_raw, topo.triangles)
+    normals = vertex_normals(torch.as_tensor(mean_raw)[None], torch.as_tensor(topo.triangles))[0].numpy()
     id_basis = _shape_basis(spec, topo, mean_raw, pc.IDENTITY, identity_components, 0, seed, normals, labels,
                             memo)
     exp_basis = _shape_basis(spec, topo, mean_raw, pc.EXPRESSION, expression_components, 1, seed, normals,

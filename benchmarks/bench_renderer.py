@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numba
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,8 @@ from dfmvr_lib.face_model import bfm
 from dfmvr_lib.face_model.base import MorphableModel, vertex_triangle_table
 from dfmvr_lib.face_model.io import load_model, load_model_data, save_model
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+from shared_fixtures import FIXTURES
+
 META = FIXTURES / "deep3d_bfm_meta"
 MEAN_OBJ = FIXTURES / "bfm_front_mean" / "Deep3D.obj"
 needs_fixtures = pytest.mark.skipif(not (META.is_dir() and MEAN_OBJ.is_file()),

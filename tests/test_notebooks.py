@@ -1,13 +1,13 @@
 """Every numbered notebook runs headlessly through papermill in the smoke profile and writes its results."""
 import json
-from pathlib import Path
 
 import pytest
 
 from dfmvr_lib.run_notebooks import numbered_notebooks, run_notebook
+from shared_fixtures import FIXTURES
 
 NOTEBOOKS = numbered_notebooks()
-REAL_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real_multiview" / "pixelface_crops"
+REAL_PHOTOS = FIXTURES / "real_multiview" / "pixelface_crops"
 
 
 def test_notebooks_exist_with_a_parameters_cell():

@@ -20,10 +20,9 @@ from dfmvr_lib.data.photos import (PhotoError, PhotoPreparer, PhotoWarning, disc
                                    prepare_folder)
 from dfmvr_lib.face_model.factory import load_face_model
 from dfmvr_lib.scene import FaceCoefficients, render_faces
+from shared_fixtures import FIXTURES, needs_fixtures
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 HAVE_DLIB = importlib.util.find_spec("dlib") is not None
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"shared fixtures not found at {FIXTURES}")
 needs_dlib = pytest.mark.skipif(not HAVE_DLIB, reason="dlib is not installed (pip install dlib-bin)")
 
 

@@ -1,7 +1,6 @@
 """The embedded procedural face model: determinism, anatomy, semantics and expression behaviour."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest

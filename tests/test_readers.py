@@ -20,7 +20,8 @@ from dfmvr_lib.data.pixelface import (ALIGNMENT_7_IN_101, DROPPED_CONTOUR_106, K
 from dfmvr_lib.data.readers_common import (DatasetLayoutError, ImageReadError, load_image_rgb, split_subjects)
 from dfmvr_lib.data.sample import collate_samples
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+from shared_fixtures import FIXTURES
+
 PIXELFACE_FIXTURE = FIXTURES / "pixelface_format" / "sample"
 needs_fixture = pytest.mark.skipif(not (PIXELFACE_FIXTURE / "mesh" / "fusion" / "gt.mat").is_file(),
                                    reason=f"Pixel-Face format fixture not found at {PIXELFACE_FIXTURE} "

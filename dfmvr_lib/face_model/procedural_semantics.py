@@ -110,8 +110,6 @@ def landmarks(spec, topo, labels, mean):
     nf = topo.n_face
     u, y = uv[:, 0], uv[:, 1]
     plain = (g.side == 0) & (g.slit == 0)
-    upper_side = (g.side >= 0)
-    lower_side = (g.side <= 0)
 
     used: set = set()
 

@@ -427,7 +427,7 @@ def expression_slide(spec, u, y, side):
     g = spec.get
     du = np.zeros_like(u)
     dy = np.zeros_like(u)
-    my, mu = spec["mouth_slit_y"], spec["mouth_u"]
+    my = spec["mouth_slit_y"]
     upper, lower = _side_masks(spec, y, side, my)
     for sign, smile, stretch in ((-1, g("smile_l", 0.0), g("stretch", 0.0)), (1, g("smile_r", 0.0), g("stretch", 0.0))):
         wc = _corner_w(spec, u, y, sign)

@@ -86,12 +86,30 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ParserConfig:
-    """BiSeNet face-parse network: width multiplier and pretraining schedule."""
+    """BiSeNet face-parse network (:mod:`dfmvr_lib.parsing`): size and pretraining schedule.
+
+    ``width``: channel multiplier (1.0 = the paper's / face-parsing.PyTorch widths). ``internal_scale``: the input
+    is resized by this factor inside the network (logits come back at the input size). ``refine``: add the
+    full-resolution refinement head (:class:`dfmvr_lib.parsing.bisenet.RefinementHead`). Pretraining: ``steps`` AdamW
+    steps of ``batch_size`` single views, ``learning_rate`` with a cosine decay to 0 after ``warmup_steps`` linear
+    warm-up steps, ``weight_decay``, cross-entropy + ``aux_weight`` x that of each auxiliary head (the two context
+    heads, and with ``refine`` the coarse main head),
+    checkpoint every ``checkpoint_every`` steps, augmentation on (``augment``). ``celebamask_fraction``: share of
+    each batch drawn from CelebAMask-HQ when its path is given.
+    """
 
     width: float = 1.0
+    internal_scale: float = 1.0
+    refine: bool = False
     steps: int = 2000
     batch_size: int = 16
     learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    aux_weight: float = 1.0
+    checkpoint_every: int = 100
+    augment: bool = True
+    celebamask_fraction: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -158,7 +176,7 @@ def _profiles() -> dict[str, WorkbookConfig]:
         face_model=FaceModelConfig(procedural_vertex_target=6000),
         data=DataConfig(train_subjects=6, validation_subjects=2, test_subjects=2, samples_per_subject=2,
                         ground_truth_identity_components=100, batch_size=4, workers=1),
-        parser=ParserConfig(width=0.25, steps=20, batch_size=4),
+        parser=ParserConfig(width=0.125, refine=True, steps=8, batch_size=4, warmup_steps=2, checkpoint_every=4),
         network=NetworkConfig(base_width=8, regressor_width=0.125),
         training=TrainingConfig(steps=6, batch_size=2, checkpoint_every=3),
     )
@@ -169,7 +187,8 @@ def _profiles() -> dict[str, WorkbookConfig]:
         face_model=FaceModelConfig(procedural_vertex_target=20000),
         data=DataConfig(train_subjects=300, validation_subjects=20, test_subjects=40, samples_per_subject=4,
                         batch_size=8, workers=2),
-        parser=ParserConfig(width=0.5, steps=1500, batch_size=16),
+        parser=ParserConfig(width=0.25, internal_scale=2.0, refine=True, steps=1500, batch_size=16,
+                            warmup_steps=50, checkpoint_every=200),
         network=NetworkConfig(base_width=16, regressor_width=0.25),
         training=TrainingConfig(steps=3000, batch_size=4, checkpoint_every=250, bf16=True, channels_last=True),
     )
@@ -180,7 +199,7 @@ def _profiles() -> dict[str, WorkbookConfig]:
         face_model=FaceModelConfig(procedural_vertex_target=35000),
         data=DataConfig(train_subjects=2000, validation_subjects=100, test_subjects=200, samples_per_subject=8,
                         batch_size=8, workers=2),
-        parser=ParserConfig(width=1.0, steps=20000, batch_size=32),
+        parser=ParserConfig(width=1.0, steps=20000, batch_size=32, checkpoint_every=1000),
         network=NetworkConfig(base_width=64, regressor_width=1.0),
         training=TrainingConfig(steps=100000, batch_size=16, checkpoint_every=2000),
     )

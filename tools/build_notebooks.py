@@ -54,9 +54,9 @@ from dfmvr_lib.provenance import write_table
 from dfmvr_lib.scene import FaceCoefficients, random_coefficients, render_faces
 
 config = get_config(profile)
+torch.manual_seed(config.seed)
 figures = Path(results_dir) / "figures"
 tables = Path(results_dir) / "tables"
-torch.manual_seed(config.seed)
 """),
     markdown("## Environment\nVersions, threads and which optional backends import on this machine."),
     code("environment_report()"),
@@ -254,7 +254,101 @@ for name, make in readers.items():
 """),
 ]
 
-NOTEBOOKS = {"00_face_model_and_renderer.ipynb": NOTEBOOK_00, "01_data_prep.ipynb": NOTEBOOK_01}
+NOTEBOOK_02 = [
+    markdown("""
+# 02 — Face-parse network
+
+The parse net of the spec (section 1.1): BiSeNet with a ResNet-18 context path and 10 classes (background, skin,
+left / right brow, left / right eye, nose, inner mouth, upper / lower lip; "left" = the image's left). It is trained
+from scratch on the synthetic benchmark's exact part labels (every view of every train sample), with colour jitter,
+blur, noise and small random affines (a flip swaps the left / right classes) so that it does not learn the
+renderer's look only. CelebAMask-HQ is mixed in when `celebamask_dir` is given. The input is RGB in [0, 1],
+normalised inside the network with the ImageNet mean / std (as face-parsing.PyTorch does). During reconstruction
+training the parser is frozen and its softmax carries the gradient of the mask loss back to the render.
+"""),
+    parameters('''data_dir = "../data"         # generated datasets, caches and parser runs (git-ignored)
+celebamask_dir = None        # CelebAMask-HQ folder (optional, mixed into pretraining)
+photos_dir = None            # a folder of your photos or triplets (optional)
+'''),
+    code("""
+from pathlib import Path
+
+import torch
+
+from dfmvr_lib import plots
+from dfmvr_lib.config import get_config
+from dfmvr_lib.data.synthetic import SyntheticMultiViewDataset, generate_benchmark
+from dfmvr_lib.parsing import evaluate_parser, mean_iou, predict_labels, pretrain_parser
+from dfmvr_lib.parsing.evaluation import agreement_table
+from dfmvr_lib.parsing.figures import loss_curve_figure, parse_overlay_figure
+from dfmvr_lib.provenance import write_table
+
+config = get_config(profile)
+figures = Path(results_dir) / "figures"
+tables = Path(results_dir) / "tables"
+root = generate_benchmark(Path(data_dir) / f"synthetic_{profile}_pixelface-like", config, "pixelface-like")
+config.parser
+"""),
+    markdown("""
+## Pretraining
+The run directory is keyed by a hash of the parser settings and the dataset settings: a finished run with the same
+configuration is reused, an interrupted one resumes from its last checkpoint.
+"""),
+    code("""
+run = pretrain_parser(config, root, celebamask_root=celebamask_dir, runs_root=Path(data_dir) / "runs" / "parser")
+print(f"{run.run_dir} reused={run.reused} resumed_from={run.resumed_from}; "
+      f"{run.metrics['seconds'].iloc[-1] / 60:.1f} min of training")
+figure = loss_curve_figure(run.metrics)
+plots.save_figure(figure, figures / "02_parser_loss.png")
+"""),
+    markdown("""
+## IoU on the held-out synthetic test split
+Per-class IoU over all views of the test samples; the mean IoU averages the 10 classes (9 face classes and
+background).
+"""),
+    code("""
+test = SyntheticMultiViewDataset(root, "test", load_mesh=False)
+iou = evaluate_parser(run.model, test)
+write_table(iou, tables / "02_parser_iou.csv", config)
+print(f"mean IoU {mean_iou(iou):.3f}")
+iou.round(3)
+"""),
+    markdown("## Predictions on synthetic test views\nImage, exact label map, network prediction."),
+    code("""
+sample = test[0]
+predicted = predict_labels(run.model, sample.images)
+figure = parse_overlay_figure(sample.images, {"ground truth": sample.parse_maps, "parser": predicted},
+                              title=f"synthetic test sample {sample.sample_id}", row_titles=["A", "B", "C"])
+plots.save_figure(figure, figures / "02_parser_synthetic_overlays.png")
+"""),
+    markdown("""
+## Real photos
+With `photos_dir` set: the prepared crops (notebook 01's pipeline, cached), the landmark-polygon masks and the
+network's prediction, with the pixel agreement and per-class IoU between the two (the polygons are only an
+approximation, so this measures agreement, not accuracy).
+"""),
+    code("""
+if photos_dir:
+    from dfmvr_lib.data.photos import PhotoPreparer, prepare_folder
+
+    preparer = PhotoPreparer(output_size=config.image_size, profile=profile,
+                             cache_dir=Path(data_dir) / ".cache" / "photos")
+    photos = list(prepare_folder(photos_dir, preparer).photos.values())[:6]
+    if photos:
+        images = torch.stack([torch.from_numpy(p.image).permute(2, 0, 1).float() / 255.0 for p in photos])
+        polygons = torch.stack([torch.from_numpy(p.mask) for p in photos])
+        predicted = predict_labels(run.model, images)
+        agreement = agreement_table(predicted, polygons)
+        write_table(agreement, tables / "02_parser_vs_polygons_photos.csv", config)
+        figure = parse_overlay_figure(images, {"landmark polygons": polygons, "parser": predicted},
+                                      title="real photos", row_titles=[p.path.name for p in photos])
+        plots.save_figure(figure, figures / "02_parser_photo_overlays.png")
+        display(agreement.round(3))
+"""),
+]
+
+NOTEBOOKS = {"00_face_model_and_renderer.ipynb": NOTEBOOK_00, "01_data_prep.ipynb": NOTEBOOK_01,
+             "02_parser_pretraining.ipynb": NOTEBOOK_02}
 
 
 def build() -> None:

@@ -1,0 +1,256 @@
+"""Parser pretraining with a resumable, reusable run directory.
+
+:func:`pretrain_parser` trains a :class:`~dfmvr_lib.parsing.bisenet.BiSeNet` on the synthetic benchmark's exact
+parse maps (each of the three views of every train sample is one training image), optionally mixed with
+CelebAMask-HQ (``celebamask_root``; ``ParserConfig.celebamask_fraction`` of each batch), with the augmentations of
+:mod:`dfmvr_lib.parsing.augment`; AdamW (Adam with decoupled ``weight_decay``), linear warm-up then cosine decay,
+cross-entropy on the main head plus ``aux_weight`` x that of each auxiliary head.
+
+Run directory ``<runs_root>/<key>/`` (``runs_root`` defaults to ``<repository>/runs/parser``), ``key`` = hash of
+the parser config, image size, seed and the dataset settings (the benchmark's ``settings.json`` and the
+CelebAMask-HQ path):
+
+- ``run.json``: what the key was computed from;
+- ``checkpoint.pt``: model, optimiser, step, metrics so far; written atomically every ``checkpoint_every`` steps;
+- ``metrics.csv``: ``step, loss, lr, seconds`` (cumulative training seconds), rewritten with each checkpoint;
+- ``final.pt`` (model state) and ``done.json``: written at the end; a finished run is reused as is.
+
+An interrupted run resumes from ``checkpoint.pt``. Batches and augmentations are drawn from a generator seeded by
+(seed, step), so a resumed run reaches the same weights as an uninterrupted one (on CPU).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..config import WorkbookConfig
+from ..data.sample import VIEW_NAMES
+from ..data.synthetic import load_manifest
+from ..provenance import REPOSITORY_ROOT, atomic_path
+from .augment import augment_batch
+from .bisenet import BiSeNet, build_parser
+
+CHECKPOINT = "checkpoint.pt"
+FINAL = "final.pt"
+METRICS = "metrics.csv"
+DONE = "done.json"
+RUN_INFO = "run.json"
+
+
+def default_runs_root() -> Path:
+    return REPOSITORY_ROOT / "runs" / "parser"
+
+
+@dataclass
+class ParserRun:
+    """A pretraining run: its directory, the trained model (eval mode), metrics, whether it was reused from a
+    finished run and from which step it resumed (0 = fresh), and the training seconds of this call."""
+
+    run_dir: Path
+    model: BiSeNet
+    metrics: pd.DataFrame
+    reused: bool
+    resumed_from: int
+    seconds: float
+    finished: bool = True
+
+
+class SyntheticParsingImages:
+    """All views of one split of a synthetic benchmark as uint8 tensors: images (N, 3, H, W), labels (N, H, W)."""
+
+    def __init__(self, root: str | os.PathLike, split: str = "train"):
+        self.root = Path(root)
+        manifest = load_manifest(self.root)
+        rows = manifest[manifest["split"] == split]
+        images, labels = [], []
+        for _, row in rows.iterrows():
+            for view in VIEW_NAMES:
+                with Image.open(self.root / row[f"image_{view}"]) as image:
+                    images.append(np.asarray(image.convert("RGB")))
+                with Image.open(self.root / row[f"parse_{view}"]) as parse:
+                    labels.append(np.asarray(parse))
+        if not images:
+            raise ValueError(f"no {split} samples in {self.root}")
+        self.images = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+        self.labels = torch.from_numpy(np.stack(labels).astype(np.int64))
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[indices].float() / 255.0, self.labels[indices]
+
+
+def run_key(config: WorkbookConfig, dataset_root: str | os.PathLike, celebamask_root=None) -> dict:
+    """What identifies a run: parser config, image size, seed, the benchmark's generator settings, CelebAMask path."""
+    settings_file = Path(dataset_root) / "settings.json"
+    settings = json.loads(settings_file.read_text()).get("settings") if settings_file.is_file() else None
+    return {"parser": dataclasses.asdict(config.parser), "image_size": config.image_size, "seed": config.seed,
+            "dataset_settings": settings, "celebamask_root": str(celebamask_root) if celebamask_root else None}
+
+
+def run_hash(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def learning_rate(parser_config, step: int) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to 0 at ``steps`` (``step`` counts from 0)."""
+    base, warmup, total = parser_config.learning_rate, parser_config.warmup_steps, parser_config.steps
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def parser_loss(outputs, labels: torch.Tensor, aux_weight: float) -> torch.Tensor:
+    """Cross-entropy of the main head + ``aux_weight`` x that of each auxiliary head."""
+    main, *aux = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+    loss = F.cross_entropy(main, labels)
+    for logits in aux:
+        loss = loss + aux_weight * F.cross_entropy(logits, labels)
+    return loss
+
+
+def _save_torch(obj, path: Path) -> None:
+    with atomic_path(path) as temporary:
+        torch.save(obj, temporary)
+
+
+def _write_metrics(rows: list[dict], path: Path) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["step", "loss", "lr", "seconds"])
+    with atomic_path(path) as temporary:
+        frame.to_csv(temporary, index=False)
+    return frame
+
+
+def _celebamask_batch(dataset, count: int, generator: torch.Generator):
+    indices = torch.randint(len(dataset), (count,), generator=generator)
+    samples = [dataset[int(i)] for i in indices]
+    return torch.stack([s.image for s in samples]), torch.stack([s.parse_map for s in samples])
+
+
+def load_run_model(run_dir: str | os.PathLike) -> BiSeNet:
+    """The model of a finished run directory (eval mode)."""
+    run_dir = Path(run_dir)
+    state = torch.load(run_dir / FINAL, map_location="cpu")
+    model = BiSeNet(state["num_classes"], width=state["width"], internal_scale=state["internal_scale"],
+                    refine=state.get("refine", False))
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run_dir: str | os.PathLike | None = None,
+                    progress: bool = True, *, celebamask_root: str | os.PathLike | None = None,
+                    runs_root: str | os.PathLike | None = None, stop_after: int | None = None,
+                    images: SyntheticParsingImages | None = None) -> ParserRun:
+    """Pretrain (or reuse / resume) the face parser for ``config`` on the benchmark at ``dataset_root``.
+
+    Args:
+        config: the workbook config (``config.parser``, ``config.image_size``, ``config.seed``).
+        dataset_root: a generated synthetic benchmark (its train split is used).
+        run_dir: explicit run directory; default ``<runs_root>/<hash>/``.
+        progress: tqdm bar with the loss.
+        celebamask_root: optional CelebAMask-HQ folder mixed into the batches.
+        runs_root: parent of hashed run directories (default ``<repository>/runs/parser``).
+        stop_after: stop after this many steps of this call without finishing (simulates an interruption: only
+            what the last checkpoint saved survives).
+        images: preloaded train images (skips reading the benchmark).
+    """
+    from tqdm.auto import tqdm
+
+    parser_config = config.parser
+    key = run_key(config, dataset_root, celebamask_root)
+    if run_dir is None:
+        run_dir = Path(runs_root) if runs_root is not None else default_runs_root()
+        run_dir = run_dir / run_hash(key)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if (run_dir / DONE).is_file() and (run_dir / FINAL).is_file():
+        metrics = pd.read_csv(run_dir / METRICS) if (run_dir / METRICS).is_file() else pd.DataFrame()
+        return ParserRun(run_dir, load_run_model(run_dir), metrics, reused=True, resumed_from=parser_config.steps,
+                         seconds=0.0)
+    with atomic_path(run_dir / RUN_INFO) as temporary:
+        temporary.write_text(json.dumps(key, indent=1, sort_keys=True, default=str))
+
+    torch.manual_seed(config.seed)
+    model = build_parser(parser_config)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=parser_config.learning_rate,
+                                  weight_decay=parser_config.weight_decay)
+    start, rows, seconds_before = 0, [], 0.0
+    if (run_dir / CHECKPOINT).is_file():
+        state = torch.load(run_dir / CHECKPOINT, map_location="cpu")
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        start, rows = state["step"], state["metrics"]
+        seconds_before = rows[-1]["seconds"] if rows else 0.0
+    data = images if images is not None else SyntheticParsingImages(dataset_root, "train")
+    celeb = None
+    if celebamask_root:
+        from ..data.celebamask import CelebAMaskDataset
+        celeb = CelebAMaskDataset(celebamask_root, image_size=config.image_size)
+
+    def checkpoint(step: int) -> None:
+        _save_torch({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
+                     "metrics": rows}, run_dir / CHECKPOINT)
+        _write_metrics(rows, run_dir / METRICS)
+
+    model.train()
+    began = time.perf_counter()
+    bar = tqdm(range(start, parser_config.steps), initial=start, total=parser_config.steps, desc="parser",
+               disable=not progress)
+    done_here = 0
+    for step in bar:
+        if stop_after is not None and done_here >= stop_after:
+            bar.close()
+            return ParserRun(run_dir, model.eval(), pd.DataFrame(rows), reused=False, resumed_from=start,
+                             seconds=time.perf_counter() - began, finished=False)
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+        count = parser_config.batch_size
+        n_celeb = int(round(count * parser_config.celebamask_fraction)) if celeb is not None else 0
+        images_batch, labels = data.batch(torch.randint(len(data), (count - n_celeb,), generator=generator))
+        if n_celeb:
+            extra_images, extra_labels = _celebamask_batch(celeb, n_celeb, generator)
+            images_batch = torch.cat([images_batch, extra_images])
+            labels = torch.cat([labels, extra_labels])
+        if parser_config.augment:
+            images_batch, labels = augment_batch(images_batch, labels, generator)
+        lr = learning_rate(parser_config, step)
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        loss = parser_loss(model(images_batch, aux=True), labels, parser_config.aux_weight)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        done_here += 1
+        loss_value = loss.item()
+        rows.append({"step": step + 1, "loss": loss_value, "lr": lr,
+                     "seconds": seconds_before + time.perf_counter() - began})
+        bar.set_postfix(loss=f"{loss_value:.3f}")
+        if (step + 1) % parser_config.checkpoint_every == 0 or step + 1 == parser_config.steps:
+            checkpoint(step + 1)
+    bar.close()
+    model.eval()
+    _save_torch({"model": model.state_dict(), "num_classes": model.num_classes, "width": model.width,
+                 "internal_scale": model.internal_scale, "refine": model.refine is not None}, run_dir / FINAL)
+    metrics = _write_metrics(rows, run_dir / METRICS)
+    with atomic_path(run_dir / DONE) as temporary:
+        temporary.write_text(json.dumps({"steps": parser_config.steps,
+                                         "seconds": rows[-1]["seconds"] if rows else 0.0}))
+    return ParserRun(run_dir, model, metrics, reused=False, resumed_from=start,
+                     seconds=time.perf_counter() - began)
+
+
+__all__ = ["ParserRun", "SyntheticParsingImages", "learning_rate", "load_run_model", "parser_loss",
+           "pretrain_parser", "run_hash", "run_key", "default_runs_root"]

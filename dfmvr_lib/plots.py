@@ -137,9 +137,8 @@ def random_faces_figure(model, n_faces: int = 12, yaws_degrees=(-45, 0, 45), ima
     return fig
 
 
-def save_figure(fig, path, dpi: int = 150):
-    """Write ``fig`` to ``path`` atomically; the format follows the suffix (default PNG). Returns the path."""
+def save_figure(fig, path, dpi: int = 150) -> None:
+    """Write ``fig`` to ``path`` atomically; the format follows the suffix (default PNG)."""
     suffix = os.path.splitext(os.fspath(path))[1].lstrip(".") or "png"
     with atomic_path(path) as temporary:
         fig.savefig(temporary, dpi=dpi, format=suffix)
-    return path

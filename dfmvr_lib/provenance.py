@@ -41,12 +41,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def git_commit(short: bool = True) -> str:
-    """The repository's current commit (``"unknown"`` outside a git checkout), with ``+dirty`` for local changes."""
+    """The repository's current commit (``"unknown"`` outside a git checkout), with ``+dirty`` for local changes
+    outside ``results/``."""
     try:
         arguments = ["git", "rev-parse", "--short", "HEAD"] if short else ["git", "rev-parse", "HEAD"]
         commit = subprocess.run(arguments, cwd=REPOSITORY_ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPOSITORY_ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        # results/ is what the notebooks write: rewriting it does not make the code that wrote it dirty
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"],
+                               cwd=REPOSITORY_ROOT, capture_output=True, text=True, check=True).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

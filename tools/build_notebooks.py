@@ -173,21 +173,10 @@ For test meshes: the RMS distance (mm, front face) between the ground truth and 
 reconstruction model's identity and expression components. No network can do better than this on the benchmark.
 """),
     code("""
-import pandas as pd
-
+from dfmvr_lib.data.synthetic import span_residual_table
 from dfmvr_lib.face_model import load_face_model
-from dfmvr_lib.data.synthetic import span_residual_mm
 
-model = load_face_model(config.face_model)
-rows = []
-for preset, root in roots.items():
-    test = SyntheticMultiViewDataset(root, "test")
-    for index in range(min(5, len(test))):
-        sample = test[index]
-        rows.append({"preset": preset, "sample_id": sample.sample_id,
-                     "span_residual_mm": span_residual_mm(model, sample.mesh_vertices, model.num_identity,
-                                                          model.num_expression)})
-span = pd.DataFrame(rows)
+span = span_residual_table(roots, load_face_model(config.face_model))
 write_table(span, tables / "01_ground_truth_span_residual.csv", config)
 span.groupby("preset")["span_residual_mm"].describe()
 """),
@@ -273,13 +262,11 @@ photos_dir = None            # a folder of your photos or triplets (optional)
     code("""
 from pathlib import Path
 
-import torch
-
 from dfmvr_lib import plots
 from dfmvr_lib.config import get_config
 from dfmvr_lib.data.synthetic import SyntheticMultiViewDataset, generate_benchmark
 from dfmvr_lib.parsing import evaluate_parser, mean_iou, predict_labels, pretrain_parser
-from dfmvr_lib.parsing.evaluation import agreement_table
+from dfmvr_lib.parsing.evaluation import compare_with_polygons
 from dfmvr_lib.parsing.figures import loss_curve_figure, parse_overlay_figure
 from dfmvr_lib.provenance import write_table
 
@@ -335,10 +322,7 @@ if photos_dir:
                              cache_dir=Path(data_dir) / ".cache" / "photos")
     photos = list(prepare_folder(photos_dir, preparer).photos.values())[:6]
     if photos:
-        images = torch.stack([torch.from_numpy(p.image).permute(2, 0, 1).float() / 255.0 for p in photos])
-        polygons = torch.stack([torch.from_numpy(p.mask) for p in photos])
-        predicted = predict_labels(run.model, images)
-        agreement = agreement_table(predicted, polygons)
+        agreement, images, polygons, predicted = compare_with_polygons(run.model, photos)
         write_table(agreement, tables / "02_parser_vs_polygons_photos.csv", config)
         figure = parse_overlay_figure(images, {"landmark polygons": polygons, "parser": predicted},
                                       title="real photos", row_titles=[p.path.name for p in photos])

@@ -419,3 +419,20 @@ def span_residual_mm(model, vertices: torch.Tensor, identity_components: int, ex
     solution = torch.linalg.lstsq(design, target.reshape(-1, 1).double()).solution
     residual = target.reshape(-1).double() - (design @ solution).reshape(-1)
     return float(residual.reshape(-1, 3).pow(2).sum(-1).mean().sqrt())
+
+
+def span_residual_table(roots: dict[str, str | os.PathLike], model, split: str = "test", count: int = 5
+                        ) -> pd.DataFrame:
+    """:func:`span_residual_mm` of the first ``count`` meshes of ``split`` in each benchmark ``{preset: root}``,
+    with all of ``model``'s identity and expression components. Columns: preset, sample_id, span_residual_mm."""
+    rows = []
+    for preset, root in roots.items():
+        dataset = SyntheticMultiViewDataset(root, split)
+        for index in range(min(count, len(dataset))):
+            sample = dataset[index]
+            if sample.mesh_vertices is None:
+                raise ValueError(f"{root}: split {split!r} has no ground-truth meshes (DataConfig.mesh_splits)")
+            rows.append({"preset": preset, "sample_id": sample.sample_id,
+                         "span_residual_mm": span_residual_mm(model, sample.mesh_vertices, model.num_identity,
+                                                              model.num_expression)})
+    return pd.DataFrame(rows)

@@ -98,3 +98,17 @@ def agreement_table(predicted: torch.Tensor, reference: torch.Tensor) -> pd.Data
 
 
 __all__.append("agreement_table")
+
+
+def compare_with_polygons(model, photos) -> tuple[pd.DataFrame, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The parser against the landmark-polygon masks of prepared photos
+    (:class:`dfmvr_lib.data.photos.PreparedPhoto`: ``image`` (H, W, 3) uint8, ``mask`` (H, W)).
+
+    Returns ``(agreement_table, images (N, 3, H, W) in [0, 1], polygon masks (N, H, W), predictions (N, H, W))``.
+    """
+    if not photos:
+        raise ValueError("compare_with_polygons needs at least one prepared photo")
+    images = torch.stack([torch.from_numpy(p.image).permute(2, 0, 1).float() / 255.0 for p in photos])
+    polygons = torch.stack([torch.from_numpy(p.mask) for p in photos])
+    predicted = predict_labels(model, images)
+    return agreement_table(predicted, polygons), images, polygons, predicted

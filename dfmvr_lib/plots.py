@@ -27,6 +27,12 @@ def part_label_image(labels: torch.Tensor | np.ndarray) -> np.ndarray:
     return PART_COLOURS[np.asarray(torch.as_tensor(labels).cpu())]
 
 
+def add_part_legend(fig, fontsize: int = 7) -> None:
+    """A legend of the 9 face-part colours along the bottom of ``fig``."""
+    handles = [plt.Rectangle((0, 0), 1, 1, color=PART_COLOURS[k]) for k in range(1, len(PART_NAMES))]
+    fig.legend(handles, PART_NAMES[1:], loc="lower center", ncol=5, fontsize=fontsize, frameon=False)
+
+
 def views_overlay_figure(images, landmarks_2d, landmark_visibility, parse_maps,
                          view_names=("A (left)", "B (front)", "C (right)"), title: str | None = None):
     """Views in three rows: the image, the image with its 68 landmarks (hidden ones hollow red), and the part-label
@@ -57,8 +63,7 @@ def views_overlay_figure(images, landmarks_2d, landmark_visibility, parse_maps,
             ax.set_ylim(H, 0)
             ax.axis("off")
     axes[1, 0].text(0, -2, "68 landmarks (hollow red: hidden)", fontsize=8)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=PART_COLOURS[k]) for k in range(1, len(PART_NAMES))]
-    fig.legend(handles, PART_NAMES[1:], loc="lower center", ncol=5, fontsize=7, frameon=False)
+    add_part_legend(fig)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(left=0.01, right=0.99, top=0.93 if title else 0.96, bottom=0.06, wspace=0.03, hspace=0.05)

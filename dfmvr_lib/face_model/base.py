@@ -175,8 +175,8 @@ class MorphableModel(nn.Module):
 
     Buffers (move with ``.to(device)``): ``mean_shape (V,3)``, ``identity_basis (V,3,K_id)``,
     ``expression_basis (V,3,K_exp)``, ``mean_albedo (V,3)``, ``albedo_basis (V,3,K_alb)``, ``triangles (F,3)``,
-    ``vertex_triangles (V,M)``, ``landmark_68 (68,)``, ``landmark_101 (101,)``, ``alignment_7 (7,)``,
-    ``part_labels (V,)``, ``evaluation_region (V,)``.
+    ``landmark_68 (68,)``, ``landmark_101 (101,)``, ``alignment_7 (7,)``,
+    ``part_labels (V,)``, ``evaluation_region (V,)``. The one-ring adjacency is the property ``vertex_triangles``.
 
     Coefficient vectors may be shorter than the basis (the first K components are used): a network that regresses
     80 identity coefficients works with a model that has more.
@@ -194,12 +194,18 @@ class MorphableModel(nn.Module):
         self.register_buffer("mean_albedo", f32(data.mean_albedo))
         self.register_buffer("albedo_basis", f32(data.albedo_basis))
         self.register_buffer("triangles", i64(data.triangles))
-        self.register_buffer("vertex_triangles", i64(vertex_triangle_table(data.triangles, data.mean_shape.shape[0])))
         self.register_buffer("landmark_68", i64(data.landmark_68))
         self.register_buffer("landmark_101", i64(data.landmark_101))
         self.register_buffer("alignment_7", i64(data.alignment_7))
         self.register_buffer("part_labels", i64(data.part_labels))
         self.register_buffer("evaluation_region", torch.as_tensor(np.asarray(data.evaluation_region, dtype=bool)))
+
+    @property
+    def vertex_triangles(self) -> torch.Tensor:
+        """One-ring adjacency (V, M): the triangles around each vertex, padded with F (see
+        :func:`vertex_triangle_table`); derived from ``triangles`` when asked for (normals do not need it)."""
+        table = vertex_triangle_table(self.triangles.cpu().numpy(), self.num_vertices)
+        return torch.as_tensor(table, device=self.triangles.device)
 
     @property
     def num_vertices(self) -> int:

@@ -5,8 +5,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from ..face_model.base import PART_COLOURS, PART_NAMES
-from ..plots import part_label_image, to_numpy_image
+from ..plots import add_part_legend, part_label_image, to_numpy_image
 
 
 def loss_curve_figure(metrics: pd.DataFrame, title: str = "parser pretraining"):
@@ -50,8 +49,7 @@ def parse_overlay_figure(images: torch.Tensor, label_maps: dict[str, torch.Tenso
         for ax in axes[i]:
             ax.set_xticks([])
             ax.set_yticks([])
-    handles = [plt.Rectangle((0, 0), 1, 1, color=PART_COLOURS[k]) for k in range(1, len(PART_NAMES))]
-    fig.legend(handles, PART_NAMES[1:], loc="lower center", ncol=5, fontsize=6, frameon=False)
+    add_part_legend(fig, fontsize=6)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))

@@ -16,4 +16,4 @@ test: setup
 	$(PY) -m pytest -q tests
 
 benchmarks: setup
-	$(PY) benchmarks/bench_renderer.py
+	for bench in benchmarks/bench_*.py; do $(PY) $$bench || exit 1; done

@@ -14,10 +14,7 @@ import argparse
 import csv
 import datetime
 import math
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numba
@@ -26,6 +23,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from timing import time_ms  # noqa: E402
+from dfmvr_lib.provenance import git_commit  # noqa: E402
 from dfmvr_lib.camera import PerspectiveCamera, apply_pose  # noqa: E402
 from dfmvr_lib.render import render_views  # noqa: E402
 
@@ -82,29 +81,6 @@ def posed_views(vertices: torch.Tensor, views: int = 12) -> torch.Tensor:
     yaws = torch.linspace(-math.pi / 4, math.pi / 4, views)
     angles = torch.stack([torch.full_like(yaws, 0.05), yaws, torch.zeros_like(yaws)], -1)
     return apply_pose(vertices.unsqueeze(0).expand(views, -1, -1), angles, torch.zeros(views, 3))
-
-
-def time_ms(function, repeats: int) -> tuple[float, float]:
-    """(median, minimum) wall time in ms after two warm-up calls (numba JIT / cache load, allocator)."""
-    function()
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), min(times)
-
-
-def git_commit() -> str:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
-    except Exception:  # noqa: BLE001
-        return "unknown"
 
 
 def main() -> None:

@@ -110,29 +110,131 @@ class ParserConfig:
     checkpoint_every: int = 100
     augment: bool = True
     celebamask_fraction: float = 0.5
+    detail: tuple[int, ...] = ()
+    channels_last: bool = False
+    bf16: bool = False
+    dice_weight: float = 0.0
+    ohem_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """DF-MVR network: Tri-UNet base width, regressor width, face-mask encoding."""
+    """DF-MVR network (:mod:`dfmvr_lib.networks`, :func:`dfmvr_lib.networks.build_network`).
+
+    ``backbone``: ``"tri_unet"`` (the paper's), ``"cnn"`` (ablation v1), ``"unet"`` (ablation v2), or
+    ``"single_image"`` (the baselines' one-image regressor: no fusion backbone, one face per view);
+    ``base_width``: its first level's width (64 in the paper; levels base x 1/2/4/8/16); ``fused_channels``: channels
+    of the fused full-resolution map it hands to the regressor (64 in the paper). ``regressor``: ``"rednet50"``
+    (the paper's) or ``"resnet50"`` (ablation v3), with ``regressor_width`` times the widths 64/128/256/512.
+    ``mask_encoding``: ``"onehot"`` (10 channels, the paper), ``"label"`` (one channel, label / 9, the public code)
+    or ``"none"`` (RGB only, ablation v4). Output scales of the zero-initialised heads: angles = raw x
+    ``angle_scale`` radians, translation = raw x ``translation_scale_mm`` mm (coefficients and SH are raw).
+    """
 
     backbone: str = "tri_unet"
     base_width: int = 64
     regressor: str = "rednet50"
     regressor_width: float = 1.0
     mask_encoding: str = "onehot"
+    fused_channels: int = 64
+    angle_scale: float = 1.0
+    translation_scale_mm: float = 10.0
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights of the reconstruction training (spec section 2; :mod:`dfmvr_lib.losses`).
+
+    Total L = photo * L_p + mask * L_m + landmark * (landmark_2d * L_2d + landmark_3d * L_3d)
+    + regularisation * (identity ||alpha||^2 + expression ||beta||^2 + albedo ||gamma_t||^2)
+    + reflectance * L_reflectance + lighting * L_lighting.
+
+    The defaults are the paper's weights; :func:`loss_preset` gives the authors'-code preset. ``use_landmark_3d``
+    False is the "w/o L_3d" variant; ``use_mask`` False turns the mask loss off (the no-face-mask ablation).
+    ``heavy_landmarks``: 0-based iBUG indices with weight ``heavy_landmark_weight`` in L_2d (default nose 28-30 and
+    inner mouth 60-67). ``weight_map_values``: photo-loss weights of (facial parts + dilated ring, other face,
+    background); ``part_dilation_px_at_224``: the ring width, scaled with the image size. ``mask_start_fraction``:
+    the mask loss is off for this fraction of the training steps (the authors' code starts it after epoch 100).
+
+    Baselines: ``photo_weighting`` ``"parts"`` (the dilated part-mask weights) or ``"skin"`` (uniform weights over
+    the input's face region, Deng et al.'s skin mask); for networks with one face per view,
+    ``shape_consistency`` weights the spread of identity / expression over the views of a triplet and
+    ``cross_view_photo`` a photo loss of each view rendered with another view's shape (Shang et al.'s multi-view
+    consistency).
+    """
+
+    photo: float = 4.0
+    mask: float = 3.0
+    landmark: float = 1.0
+    landmark_2d: float = 0.02
+    landmark_3d: float = 1.0
+    regularisation: float = 3e-4
+    identity: float = 1.0
+    expression: float = 0.8
+    albedo: float = 0.017
+    reflectance: float = 0.0
+    lighting: float = 0.0
+    use_landmark_3d: bool = True
+    use_mask: bool = True
+    heavy_landmarks: tuple[int, ...] = (28, 29, 30, 60, 61, 62, 63, 64, 65, 66, 67)
+    heavy_landmark_weight: float = 20.0
+    weight_map_values: tuple[float, float, float] = (254.0, 128.0, 32.0)
+    part_dilation_px_at_224: int = 20
+    mask_start_fraction: float = 0.0
+    photo_weighting: str = "parts"
+    shape_consistency: float = 0.0
+    cross_view_photo: float = 0.0
+
+
+def loss_preset(name: str) -> LossConfig:
+    """Named loss weightings: ``"paper"`` (the default :class:`LossConfig`) or ``"authors_code"`` (photo 24,
+    landmark 2D 0.02, 3D 1, mask 1 started after 100 of 280 epochs, reflectance 5, lighting 10, regularisation 3e-4;
+    the eyes 36-47 also weighted 20 in L_2d)."""
+    if name == "paper":
+        return LossConfig()
+    if name == "authors_code":
+        return LossConfig(photo=24.0, mask=1.0, reflectance=5.0, lighting=10.0, mask_start_fraction=100 / 280,
+                          heavy_landmarks=tuple(range(28, 31)) + tuple(range(36, 48)) + tuple(range(60, 68)),
+                          part_dilation_px_at_224=10)
+    raise ValueError(f"unknown loss preset {name!r}; choose 'paper' or 'authors_code'")
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Optimisation schedule of the reconstruction network."""
+    """Optimisation schedule of the reconstruction network (:mod:`dfmvr_lib.training`).
+
+    Adam with ``learning_rate``, constant for ``constant_fraction`` of the ``steps`` then cosine annealing to
+    ``final_learning_rate``; ``batch_size`` triplets per step; checkpoint every ``checkpoint_every`` steps;
+    ``colour_augment``: colour jitter identical across the views of a triplet; ``bf16``: bfloat16 autocast of the
+    network (losses and renderer stay float32); ``channels_last`` memory format for the network;
+    ``single_view_mode``: the Table III training (with probability 1/3 the input keeps one view, the others black).
+    ``validate_every``: steps between validation passes (0 = only at the end); ``validation_samples``: how many
+    validation triplets they use.
+    """
 
     steps: int = 20000
     batch_size: int = 16
     learning_rate: float = 1e-4
+    final_learning_rate: float = 1e-6
+    constant_fraction: float = 0.0
     checkpoint_every: int = 500
+    colour_augment: bool = True
     bf16: bool = False
     channels_last: bool = False
+    single_view_mode: bool = False
+    validate_every: int = 0
+    validation_samples: int = 64
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Settings of the experiment notebooks (04-08) that are not training settings: the loss weights swept in the
+    sensitivity study (Fig. 11: ``photo_weights`` first, then ``mask_weights`` at the best photo weight) and the
+    left-view yaws of the robustness study (Table V; ``"random"`` = uniform in 10-45 degrees)."""
+
+    photo_weights: tuple[float, ...] = (1.0, 2.0, 4.0, 6.0, 8.0)
+    mask_weights: tuple[float, ...] = (0.0, 1.0, 3.0, 5.0)
+    left_yaws: tuple = (10, 20, 30, 45, "random")
 
 
 @dataclass(frozen=True)
@@ -149,7 +251,9 @@ class WorkbookConfig:
     data: DataConfig = field(default_factory=DataConfig)
     parser: ParserConfig = field(default_factory=ParserConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    losses: LossConfig = field(default_factory=LossConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    experiments: ExperimentConfig = field(default_factory=ExperimentConfig)
 
     @property
     def focal_length(self) -> float:
@@ -159,6 +263,11 @@ class WorkbookConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "WorkbookConfig":
+        """Inverse of :meth:`to_dict` (lists from JSON become tuples again); unknown keys raise ``KeyError``."""
+        return dataclass_from_dict(cls, data)
+
     def hash(self, *sections: str) -> str:
         """Short stable hash of the whole config, or only of the named top-level ``sections``."""
         data = self.to_dict()
@@ -166,6 +275,24 @@ class WorkbookConfig:
             data = {name: data[name] for name in sections}
         text = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def dataclass_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+    """Build dataclass ``cls`` from a dict as written by ``dataclasses.asdict`` / JSON: nested dataclass fields are
+    rebuilt, lists become tuples; unknown keys raise ``KeyError`` naming them."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise KeyError(f"unknown settings for {cls.__name__}: {sorted(unknown)}")
+    values = {}
+    for name, value in data.items():
+        default = getattr(cls(), name) if name in known else None
+        if dataclasses.is_dataclass(default):
+            value = dataclass_from_dict(type(default), value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[name] = value
+    return cls(**values)
 
 
 def _profiles() -> dict[str, WorkbookConfig]:
@@ -179,6 +306,7 @@ def _profiles() -> dict[str, WorkbookConfig]:
         parser=ParserConfig(width=0.125, refine=True, steps=8, batch_size=4, warmup_steps=2, checkpoint_every=4),
         network=NetworkConfig(base_width=8, regressor_width=0.125),
         training=TrainingConfig(steps=6, batch_size=2, checkpoint_every=3),
+        experiments=ExperimentConfig(photo_weights=(2.0, 4.0), mask_weights=(1.0, 3.0), left_yaws=(10, "random")),
     )
     cpu = WorkbookConfig(
         profile="cpu",

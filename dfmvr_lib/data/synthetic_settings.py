@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import FaceModelConfig, WorkbookConfig
+from ..config import FaceModelConfig, WorkbookConfig, dataclass_from_dict
 
 PRESETS = ("pixelface-like", "bosphorus-like")
 YAW_MODES = ("fixed", "choice", "uniform")
@@ -205,15 +205,7 @@ class SyntheticSettings:
         """Inverse of :meth:`to_dict` (as read back from ``settings.json``)."""
         data = dict(data)
         data.pop("version", None)
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = set(data) - set(names)
-        if unknown:
-            raise ValueError(f"unknown synthetic settings {sorted(unknown)}")
-        values = {}
-        for name, value in data.items():
-            if name == "face_model":
-                value = FaceModelConfig(**value)
-            elif isinstance(value, list):
-                value = tuple(value)
-            values[name] = value
-        return cls(**values)
+        try:
+            return dataclass_from_dict(cls, data)
+        except KeyError as error:
+            raise ValueError(f"unknown synthetic settings: {error}") from None

@@ -38,13 +38,26 @@ def _yiq_to_rgb(x: torch.Tensor) -> torch.Tensor:
 
 
 def colour_jitter(images: torch.Tensor, generator: torch.Generator, brightness: float = 0.3, contrast: float = 0.3,
-                  saturation: float = 0.4, hue: float = 0.05) -> torch.Tensor:
-    """Per-image brightness / contrast / saturation factors in 1 +- the setting, hue rotation +- ``hue`` turns."""
+                  saturation: float = 0.4, hue: float = 0.05, group_size: int = 1) -> torch.Tensor:
+    """Brightness / contrast / saturation factors in 1 +- the setting, hue rotation +- ``hue`` turns.
+
+    Args:
+        images: (N, 3, H, W) in [0, 1].
+        group_size: consecutive images that share one draw of the factors (3 = the views of one multi-view sample
+            get the identical colour change); N must be a multiple of it.
+    """
+    if images.shape[0] % group_size:
+        raise ValueError(f"colour_jitter: {images.shape[0]} images is not a multiple of group_size={group_size}")
+    groups = images.shape[0] // group_size
+
+    def draw(low: float, high: float) -> torch.Tensor:
+        return _uniform(groups, low, high, generator).repeat_interleave(group_size)
+
     n = images.shape[0]
-    b = _uniform(n, 1 - brightness, 1 + brightness, generator).view(n, 1, 1, 1)
-    c = _uniform(n, 1 - contrast, 1 + contrast, generator).view(n, 1, 1, 1)
-    s = _uniform(n, 1 - saturation, 1 + saturation, generator).view(n, 1, 1, 1)
-    h = _uniform(n, -hue, hue, generator) * 2 * math.pi
+    b = draw(1 - brightness, 1 + brightness).view(n, 1, 1, 1)
+    c = draw(1 - contrast, 1 + contrast).view(n, 1, 1, 1)
+    s = draw(1 - saturation, 1 + saturation).view(n, 1, 1, 1)
+    h = draw(-hue, hue) * 2 * math.pi
     x = images * b
     grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
     x = grey.mean(dim=(2, 3), keepdim=True) + c * (x - grey.mean(dim=(2, 3), keepdim=True))

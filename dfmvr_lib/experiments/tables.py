@@ -1,0 +1,134 @@
+"""One call per table row: train a method for each seed (reusing finished runs), reconstruct the test split,
+evaluate, and summarise; plus the paired comparison of two methods on the same test samples."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pandas as pd
+from scipy import stats
+
+from ..camera import PerspectiveCamera
+from ..face_model.factory import load_face_model
+from .methods import is_single_image, method_config
+from .runner import TestSet, evaluate_vertices, per_sample_errors, predict_vertices, summary_row
+
+ALL_VIEWS = (True, True, True)
+FRONT_ONLY = (False, True, False)
+
+
+def train_method(profile: str, method: str, dataset_root: str | os.PathLike, parser_run_dir, seed: int,
+                 runs_root: str | os.PathLike, overrides: dict[str, Any] | None = None, progress: bool = True):
+    """Train (or reuse) ``method`` with ``seed``; returns the :class:`~dfmvr_lib.training.TrainingRun`."""
+    from ..training import train_reconstruction
+
+    config = method_config(profile, method, seed, overrides)
+    uses_parser = config.losses.use_mask and config.losses.mask > 0
+    return train_reconstruction(config, dataset_root, parser_run_dir if uses_parser else None, runs_root=runs_root,
+                                progress=progress, description=f"{method} seed {seed}")
+
+
+def evaluate_method(profile: str, method: str, dataset_root: str | os.PathLike, parser_run_dir,
+                    seeds: Sequence[int], runs_root: str | os.PathLike, test_set: TestSet,
+                    input_views: Sequence[bool] = ALL_VIEWS, overrides: dict[str, Any] | None = None,
+                    progress: bool = True) -> pd.DataFrame:
+    """Per-sample scan-to-mesh errors of ``method`` on ``test_set`` for every seed (column ``seed``), with
+    ``input_views`` given to the network (one-face-per-view baselines always reconstruct each view alone)."""
+    frames = []
+    for seed in seeds:
+        run = train_method(profile, method, dataset_root, parser_run_dir, seed, runs_root, overrides, progress)
+        model = load_face_model(run.config.face_model)
+        camera = PerspectiveCamera.from_config(run.config)
+        views = ALL_VIEWS if is_single_image(method) else input_views
+        vertices = predict_vertices(run.network, model, camera, test_set.data, views,
+                                    batch_size=run.config.training.batch_size, bf16=run.config.training.bf16)
+        errors = evaluate_vertices(vertices, model, test_set, progress=progress)
+        errors.insert(0, "seed", seed)
+        frames.append(errors)
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_choices(method: str) -> tuple[str, ...]:
+    """How a method's test errors are read: ``("fused",)`` for multi-view methods, the paper's best-of-three-views
+    oracle and the mean over views for the single-image baselines."""
+    return ("best_view", "mean_over_views") if is_single_image(method) else ("fused",)
+
+
+def table_rows(errors: pd.DataFrame, *, table: str, method: str, setting: str, profile: str,
+               paper_row: str | None = None, overrides: dict[str, Any] | None = None) -> list[dict]:
+    """Summary rows (one per test choice) of :func:`evaluate_method`'s output, with the paper's number beside."""
+    seeds = sorted(errors["seed"].unique().tolist())
+    config = method_config(profile, method, seeds[0], overrides)
+    rows = []
+    for choice in test_choices(method):
+        per_seed = [per_sample_errors(errors[errors["seed"] == seed], choice) for seed in seeds]
+        paper = "none" if choice == "mean_over_views" else paper_row   # the paper reports the best view only
+        rows.append(summary_row(per_seed, table=table, method=method, setting=setting, test_choice=choice,
+                                config=config, seeds=seeds, paper_row=paper))
+    return rows
+
+
+def paired_comparison(errors: pd.DataFrame, reference: pd.DataFrame, choice: str = "fused",
+                      reference_choice: str = "fused") -> dict[str, float]:
+    """Paired comparison on the same test samples (errors averaged over seeds per sample): mean rmse difference
+    (this minus reference, mm), the Wilcoxon signed-rank p-value and the paired t-test p-value."""
+    def per_sample(frame, pick):
+        parts = [per_sample_errors(frame[frame["seed"] == seed], pick) for seed in frame["seed"].unique()]
+        return pd.concat(parts).groupby("sample")["rmse_mm"].mean()
+
+    a, b = per_sample(errors, choice), per_sample(reference, reference_choice)
+    a, b = a.align(b, join="inner")
+    difference = a - b
+    if len(difference) < 2 or float(difference.abs().sum()) == 0.0:
+        return {"mean_difference_mm": float(difference.mean()) if len(difference) else 0.0,
+                "wilcoxon_p": 1.0, "t_test_p": 1.0, "paired_samples": int(len(difference))}
+    return {"mean_difference_mm": float(difference.mean()),
+            "wilcoxon_p": float(stats.wilcoxon(a, b).pvalue),
+            "t_test_p": float(stats.ttest_rel(a, b).pvalue), "paired_samples": int(len(difference))}
+
+
+
+
+@dataclass
+class RowSpec:
+    """One method in a table: ``method`` (a :data:`~dfmvr_lib.experiments.methods.METHODS` name), the paper's row
+    it corresponds to (default the method name), the input views given at test time, and extra config
+    ``overrides`` (e.g. a swept loss weight; they change the run key)."""
+
+    method: str
+    paper_row: str | None = None
+    input_views: tuple[bool, bool, bool] = ALL_VIEWS
+    overrides: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> str:
+        views = "".join(v for v, keep in zip("ABC", self.input_views) if keep)
+        extra = ",".join(f"{k}={v}" for k, v in sorted((self.overrides or {}).items()))
+        return f"{self.method}[{views}]" + (f"{{{extra}}}" if extra else "")
+
+
+def run_table(table: str, setting: str, specs: Sequence[RowSpec], *, profile: str, dataset_root, parser_run_dir,
+              seeds: Sequence[int], runs_root, test_set: TestSet,
+              progress: bool = True) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Train / reuse and evaluate every row of a table; returns ``(summary rows, {spec.key: per-sample errors})``.
+
+    Rows whose input views are not all three say which views the network saw in ``test_input`` (e.g.
+    ``"fused, views B"``)."""
+    rows, errors = [], {}
+    for spec in specs:
+        result = evaluate_method(profile, spec.method, dataset_root, parser_run_dir, seeds, runs_root, test_set,
+                                 spec.input_views, spec.overrides, progress)
+        errors[spec.key] = result
+        for row in table_rows(result, table=table, method=spec.method, setting=setting, profile=profile,
+                              paper_row=spec.paper_row, overrides=spec.overrides):
+            if tuple(spec.input_views) != ALL_VIEWS and row["test_input"] == "fused":
+                row["test_input"] = "fused, views " + "".join(v for v, k in zip("ABC", spec.input_views) if k)
+            if spec.overrides:
+                row["overrides"] = ", ".join(f"{k}={v}" for k, v in sorted(spec.overrides.items()))
+            rows.append(row)
+    return pd.DataFrame(rows), errors
+
+
+__all__ = ["ALL_VIEWS", "FRONT_ONLY", "RowSpec", "evaluate_method", "paired_comparison", "run_table", "table_rows",
+           "test_choices", "train_method"]

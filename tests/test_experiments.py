@@ -1,0 +1,97 @@
+"""Experiment bookkeeping: methods as config changes, per-sample error choices, table rows, paired tests, the
+ordering statement. (The notebooks 04-08 run end to end in tests/test_notebooks.py.)"""
+import pandas as pd
+import pytest
+import torch
+
+from dfmvr_lib.config import get_config
+from dfmvr_lib.experiments import (METHODS, is_single_image, method_config, ordering_statement, paired_comparison,
+                                   paper_rmse, per_sample_errors, summary_row)
+from dfmvr_lib.experiments.tables import RowSpec, table_rows
+
+
+def _errors(rmse_by_view: dict[str, list[float]], seed: int = 0) -> pd.DataFrame:
+    rows = []
+    for view, values in rmse_by_view.items():
+        for sample, value in enumerate(values):
+            rows.append({"seed": seed, "sample": f"s{sample}", "subject": f"p{sample}", "reconstruction": view,
+                         "rmse_mm": value, "mean_mm": value / 2})
+    return pd.DataFrame(rows)
+
+
+def test_methods_are_config_changes_that_build():
+    from dfmvr_lib.networks import DFMVRNet, SingleImageNet, build_network
+
+    assert method_config("smoke", "dfmvr") == get_config("smoke")
+    assert method_config("smoke", "dfmvr_no_l3d").losses.use_landmark_3d is False
+    assert method_config("smoke", "v4_no_mask").network.mask_encoding == "none"
+    assert method_config("smoke", "dfmvr", seed=1).seed == 1
+    for name in METHODS:
+        network = build_network(method_config("smoke", name))
+        assert isinstance(network, SingleImageNet if is_single_image(name) else DFMVRNet), name
+    with pytest.raises(ValueError, match="unknown method"):
+        method_config("smoke", "nope")
+
+
+def test_per_sample_error_choices():
+    errors = _errors({"A": [3.0, 1.0], "B": [2.0, 2.0], "C": [1.0, 3.0]})
+    best = per_sample_errors(errors, "best_view")
+    assert best["rmse_mm"].tolist() == [1.0, 1.0]
+    mean = per_sample_errors(errors, "mean_over_views")
+    assert mean["rmse_mm"].tolist() == [2.0, 2.0] and mean["mean_mm"].tolist() == [1.0, 1.0]
+    assert per_sample_errors(errors, "B")["rmse_mm"].tolist() == [2.0, 2.0]
+    with pytest.raises(ValueError):
+        per_sample_errors(errors, "worst")
+
+
+def test_table_rows_pool_seeds_and_label_the_paper_number():
+    errors = pd.concat([_errors({"fused": [1.0, 2.0]}, seed=0), _errors({"fused": [3.0, 4.0]}, seed=1)])
+    [row] = table_rows(errors, table="Table I", method="dfmvr", setting="x", profile="smoke")
+    assert row["rmse_mm_mean"] == pytest.approx(2.5)
+    assert row["rmse_mm_std"] == pytest.approx(pd.Series([1.0, 2.0, 3.0, 4.0]).std())
+    assert row["rmse_mm_seed_spread"] == pytest.approx(1.0)
+    assert row["n_test"] == 2 and row["seeds"] == "0 1"
+    assert (row["paper_rmse_mm"], row["paper_std_mm"]) == paper_rmse("Table I", "dfmvr") == (1.4402, 0.2959)
+    baseline = _errors({"A": [1.0], "B": [2.0], "C": [3.0]})
+    rows = table_rows(baseline, table="Table I", method="deng", setting="x", profile="smoke")
+    assert [r["test_input"] for r in rows] == ["best_view", "mean_over_views"]
+    assert rows[0]["paper_rmse_mm"] == 1.6641 and rows[1]["paper_rmse_mm"] is None
+
+
+def test_paired_comparison_detects_a_consistent_difference():
+    generator = torch.Generator().manual_seed(0)
+    base = (torch.rand(30, generator=generator) + 1.0).tolist()
+    reference = _errors({"fused": base})
+    worse = _errors({"fused": [b + 0.2 + 0.01 * i for i, b in enumerate(base)]})
+    result = paired_comparison(worse, reference)
+    assert result["mean_difference_mm"] == pytest.approx(0.2 + 0.01 * 14.5)
+    assert result["wilcoxon_p"] < 1e-3 and result["t_test_p"] < 1e-3 and result["paired_samples"] == 30
+    same = paired_comparison(reference, reference)
+    assert same["wilcoxon_p"] == 1.0 and same["mean_difference_mm"] == 0.0
+
+
+def test_ordering_statement_names_disagreeing_pairs():
+    table = pd.DataFrame([
+        {"method": "shang", "test_input": "best_view", "rmse_mm_mean": 2.0, "paper_rmse_mm": 1.8877},
+        {"method": "deng", "test_input": "best_view", "rmse_mm_mean": 1.5, "paper_rmse_mm": 1.6641},
+        {"method": "dfmvr", "test_input": "fused", "rmse_mm_mean": 1.6, "paper_rmse_mm": 1.4402},
+    ])
+    text = ordering_statement(table)
+    assert "Kendall" in text
+    assert "**Pairs ordered differently from the paper:** Deng et al. (Deep3DFace) [best view] vs DF-MVR (ours)." in text
+    agreeing = table.assign(rmse_mm_mean=[3.0, 2.0, 1.0])
+    assert "Every pair is ordered as in the paper" in ordering_statement(agreeing)
+
+
+def test_row_spec_keys_distinguish_inputs_and_overrides():
+    assert RowSpec("dfmvr").key != RowSpec("dfmvr", input_views=(False, True, False)).key
+    assert RowSpec("dfmvr").key != RowSpec("dfmvr", overrides={"losses.photo": 2.0}).key
+
+
+def test_summary_row_shapes():
+    config = get_config("smoke")
+    frame = pd.DataFrame({"sample": ["a", "b"], "subject": ["p", "q"], "rmse_mm": [1.0, 3.0], "mean_mm": [0.5, 1.5]})
+    row = summary_row([frame], table="Table IV", method="v1_cnn", setting="x", test_choice="fused", config=config,
+                      seeds=[0])
+    assert row["rmse_mm_mean"] == 2.0 and row["mean_mm_mean"] == 1.0 and row["n_test"] == 2
+    assert row["paper_rmse_mm"] == 1.5415 and row["paper_std_mm"] is None and row["profile"] == "smoke"

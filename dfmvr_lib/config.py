@@ -90,10 +90,15 @@ class ParserConfig:
 
     ``width``: channel multiplier (1.0 = the paper's / face-parsing.PyTorch widths). ``internal_scale``: the input
     is resized by this factor inside the network (logits come back at the input size). ``refine``: add the
-    full-resolution refinement head (:class:`dfmvr_lib.parsing.bisenet.RefinementHead`). Pretraining: ``steps`` AdamW
+    full-resolution refinement head (:class:`dfmvr_lib.parsing.bisenet.RefinementHead`). ``detail``: channels
+    ``(at 1/4, at 1/2)`` of the detail decoder (:class:`dfmvr_lib.parsing.bisenet.DetailHead`; ``()`` = none;
+    exclusive with ``refine``). Both heads are CPU-profile additions to BiSeNet (off in the paper profile).
+    ``channels_last``: the network runs in the channels-last memory layout. Pretraining: ``steps`` AdamW
     steps of ``batch_size`` single views, ``learning_rate`` with a cosine decay to 0 after ``warmup_steps`` linear
     warm-up steps, ``weight_decay``, cross-entropy + ``aux_weight`` x that of each auxiliary head (the two context
-    heads, and with ``refine`` the coarse main head),
+    heads, and with ``refine`` / ``detail`` the coarse main head) + ``dice_weight`` x the soft Dice loss of the main
+    head; ``ohem_fraction`` > 0: online hard example mining cross-entropy (face-parsing.PyTorch's; at least that
+    fraction of the pixels); ``bf16``: forward pass under CPU bfloat16 autocast;
     checkpoint every ``checkpoint_every`` steps, augmentation on (``augment``). ``celebamask_fraction``: share of
     each batch drawn from CelebAMask-HQ when its path is given.
     """
@@ -303,7 +308,8 @@ def _profiles() -> dict[str, WorkbookConfig]:
         face_model=FaceModelConfig(procedural_vertex_target=6000),
         data=DataConfig(train_subjects=6, validation_subjects=2, test_subjects=2, samples_per_subject=2,
                         ground_truth_identity_components=100, batch_size=4, workers=1),
-        parser=ParserConfig(width=0.125, refine=True, steps=8, batch_size=4, warmup_steps=2, checkpoint_every=4),
+        parser=ParserConfig(width=0.125, detail=(8, 8), channels_last=True, bf16=True, steps=8, batch_size=4,
+                            learning_rate=5e-3, dice_weight=3.0, warmup_steps=2, checkpoint_every=4),
         network=NetworkConfig(base_width=8, regressor_width=0.125),
         training=TrainingConfig(steps=6, batch_size=2, checkpoint_every=3),
         experiments=ExperimentConfig(photo_weights=(2.0, 4.0), mask_weights=(1.0, 3.0), left_yaws=(10, "random")),
@@ -315,10 +321,12 @@ def _profiles() -> dict[str, WorkbookConfig]:
         face_model=FaceModelConfig(procedural_vertex_target=20000),
         data=DataConfig(train_subjects=300, validation_subjects=20, test_subjects=40, samples_per_subject=4,
                         batch_size=8, workers=2),
-        parser=ParserConfig(width=0.25, internal_scale=2.0, refine=True, steps=1500, batch_size=16,
-                            warmup_steps=50, checkpoint_every=200),
+        parser=ParserConfig(width=0.25, internal_scale=2.0, detail=(16, 16), channels_last=True, bf16=True,
+                            steps=2200, batch_size=16, learning_rate=5e-3, dice_weight=3.0, warmup_steps=50,
+                            checkpoint_every=200),
         network=NetworkConfig(base_width=16, regressor_width=0.25),
-        training=TrainingConfig(steps=3000, batch_size=4, checkpoint_every=250, bf16=True, channels_last=True),
+        training=TrainingConfig(steps=600, batch_size=4, learning_rate=3e-4, checkpoint_every=100, bf16=True,
+                                channels_last=True, validate_every=200, validation_samples=40),
     )
     paper = WorkbookConfig(
         profile="paper",

@@ -10,12 +10,12 @@ from PIL import Image
 
 from dfmvr_lib.config import get_config
 from dfmvr_lib.parsing import (BiSeNet, celebamask19_groups, frozen_parser, iou_table, load_face_parsing_checkpoint,
-                               parse_probabilities, pretrain_parser)
+                               load_run_model, parse_probabilities, predict_labels, pretrain_parser)
 from dfmvr_lib.parsing.augment import FLIP_CLASSES, augment_batch, flip_batch
 from dfmvr_lib.parsing.bisenet import merge_logits
 from dfmvr_lib.parsing.checkpoints import FACE_PARSING_CLASSES
-from dfmvr_lib.parsing.evaluation import confusion_matrix
-from dfmvr_lib.parsing.training import parser_loss
+from dfmvr_lib.parsing.evaluation import confusion_matrix, flip_averaged_probabilities
+from dfmvr_lib.parsing.training import ohem_cross_entropy, parser_loss, soft_dice_loss
 
 WIDTH = 0.125
 
@@ -199,3 +199,108 @@ def test_iou_on_hand_made_maps():
     assert iou["c"] == pytest.approx(0.0)          # never predicted
     assert np.isnan(iou["d"])                      # absent: left out of the mean
     assert iou["mean"] == pytest.approx((0.5 + 2 / 3 + 0.0) / 3)
+
+
+class _HalfSplitModel(torch.nn.Module):
+    """Flip-equivariant stub: class 1 (skin) where the image is bright, else class 2 (left brow) in the image's left
+    half and class 3 (right brow) in its right half."""
+
+    def forward(self, images, aux=False):
+        n, _, h, w = images.shape
+        bright = images.mean(1) > 0.5
+        left = torch.arange(w) < w // 2
+        logits = torch.zeros(n, 10, h, w)
+        logits[:, 1] = bright.float() * 5
+        logits[:, 2] = (~bright & left).float() * 5
+        logits[:, 3] = (~bright & ~left).float() * 5
+        return logits
+
+
+def test_flip_averaging_equivariant_and_exact_for_an_equivariant_model():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32)
+    stub = _HalfSplitModel()
+    plain = predict_labels(stub, x)
+    assert torch.equal(predict_labels(stub, x, flip=True), plain)      # an equivariant model: flipping changes nothing
+    assert set(plain.unique().tolist()) == {1, 2, 3}
+    model = BiSeNet(width=WIDTH, refine=True).eval()
+    p = flip_averaged_probabilities(model, x)
+    q = flip_averaged_probabilities(model, x.flip(-1))
+    assert torch.allclose(q, p[:, FLIP_CLASSES].flip(-1), atol=1e-6)      # flip-averaged = exactly equivariant
+    assert torch.allclose(p.sum(1), torch.ones(2, 32, 32), atol=1e-5)
+    assert torch.equal(predict_labels(model, x, flip=True), p.argmax(1))
+    plain_p = torch.softmax(model(x), 1)
+    assert not torch.allclose(plain_p, p, atol=1e-4)                       # a random net is not equivariant
+
+
+def test_soft_dice_loss_value_and_gradient():
+    logits = torch.zeros(1, 2, 1, 2, requires_grad=True)                   # p = 0.5 everywhere
+    labels = torch.tensor([[[0, 1]]])
+    loss = soft_dice_loss(logits, labels, eps=1.0)
+    # per class: intersection 0.5, total 0.5 + 0.5 + 1 = 2 -> 1 - (2 * 0.5 + 1) / (2 + 1) = 1/3
+    assert loss.item() == pytest.approx(1 / 3)
+    loss.backward()
+    # dL/dp_nk = -(1/2) (2 y_nk (T + e) - (2 I + e)) / (T + e)^2 = -(6 y - 2) / 18; times the softmax Jacobian (1/4)
+    expected = torch.tensor([[[[-1 / 12, 1 / 12]], [[1 / 12, -1 / 12]]]])
+    assert torch.allclose(logits.grad, expected, atol=1e-6)
+    perfect = torch.full((1, 2, 1, 2), -20.0)
+    perfect[0, 0, 0, 0] = perfect[0, 1, 0, 1] = 20.0
+    assert soft_dice_loss(perfect, labels, eps=1e-6).item() == pytest.approx(0.0, abs=1e-6)
+    z = torch.randn(2, 4, 3, 3, dtype=torch.double, requires_grad=True)
+    y = torch.randint(0, 4, (2, 3, 3))
+    assert torch.autograd.gradcheck(lambda t: soft_dice_loss(t, y), (z,))
+    main = torch.randn(2, 10, 4, 4)
+    y10 = torch.randint(0, 10, (2, 4, 4))
+    combined = parser_loss((main, main), y10, aux_weight=0.5, dice_weight=2.0)
+    ce = torch.nn.functional.cross_entropy(main, y10)
+    assert combined.item() == pytest.approx(1.5 * ce.item() + 2.0 * soft_dice_loss(main, y10).item(), rel=1e-5)
+
+
+def test_detail_head_shapes_init_and_layout():
+    torch.manual_seed(0)
+    model = BiSeNet(width=WIDTH, internal_scale=2.0, detail=(8, 8), channels_last=True)
+    x = torch.rand(2, 3, 32, 32)
+    main, aux16, aux32, coarse = model.train()(x)
+    assert main.shape == aux16.shape == aux32.shape == coarse.shape == (2, 10, 32, 32)
+    # zero-initialised residual: the detailed logits start as the coarse ones
+    assert torch.allclose(main, coarse, atol=1e-5)
+    model.eval()
+    assert model(x).shape == (2, 10, 32, 32)
+    keys = model.state_dict().keys()
+    assert {"detail.reduce.conv.weight", "detail.conv4.conv.weight", "detail.conv2.conv.weight",
+            "detail.conv_out.weight"} <= set(keys)
+    assert not any(k.startswith("detail.") or k.startswith("refine.") for k in BiSeNet(width=WIDTH).state_dict())
+    with pytest.raises(ValueError):
+        BiSeNet(width=WIDTH, refine=True, detail=(8, 8))
+    frozen = frozen_parser(model)
+    images = torch.rand(2, 3, 32, 32, requires_grad=True)
+    parse_probabilities(frozen, images)[:, 2].sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+
+
+def test_pretraining_with_detail_bf16_and_dice(tiny_benchmark, tmp_path):
+    config = get_config("smoke", overrides={"image_size": 32, "parser.steps": 4, "parser.checkpoint_every": 2,
+                                            "parser.batch_size": 2, "parser.warmup_steps": 1, "parser.refine": False,
+                                            "parser.detail": (8, 8), "parser.bf16": True,
+                                            "parser.channels_last": True, "parser.dice_weight": 1.0})
+    run = pretrain_parser(config, tiny_benchmark, run_dir=tmp_path / "d", progress=False)
+    assert run.finished and np.isfinite(run.metrics["loss"]).all()
+    reloaded = load_run_model(run.run_dir)
+    assert reloaded.detail is not None and reloaded.channels_last
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(reloaded(x), run.model(x), atol=1e-5)
+
+
+def test_ohem_cross_entropy_keeps_the_hard_pixels():
+    def logits_for(p):                                     # 2 classes, true class 0 with probability p
+        p = torch.tensor(p, dtype=torch.double)
+        return torch.stack([p.log(), (1 - p).log()]).view(1, 2, 1, -1)
+
+    labels = torch.zeros(1, 1, 4, dtype=torch.long)
+    # more pixels than fraction * N are below the 0.7 threshold: all of them count
+    loss = ohem_cross_entropy(logits_for([0.9, 0.6, 0.5, 0.1]), labels, fraction=0.25)
+    assert loss.item() == pytest.approx(-(np.log(0.6) + np.log(0.5) + np.log(0.1)) / 3)
+    # fewer: the fraction * N hardest pixels count
+    loss = ohem_cross_entropy(logits_for([0.9, 0.8, 0.75, 0.1]), labels, fraction=0.5)
+    assert loss.item() == pytest.approx(-(np.log(0.75) + np.log(0.1)) / 2)

@@ -3,7 +3,7 @@
 - :mod:`.bisenet`: the network (input RGB in [0, 1], ImageNet normalisation inside, logits at input resolution);
 - :mod:`.checkpoints`: import of the public 19-class CelebAMask-HQ checkpoints, merged to 10 classes;
 - :mod:`.training`: pretraining on the synthetic benchmark (resumable, reusable run directory);
-- :mod:`.evaluation`: per-class and mean IoU;
+- :mod:`.evaluation`: per-class and mean IoU (optionally with test-time flip averaging);
 - :func:`frozen_parser` / :func:`parse_probabilities`: the frozen parser of the mask loss (gradient flows to the
   input images, not to the parameters).
 """
@@ -13,7 +13,8 @@ import torch
 
 from .bisenet import BiSeNet, NUM_CLASSES, build_parser
 from .checkpoints import FACE_PARSING_CLASSES, celebamask19_groups, load_face_parsing_checkpoint
-from .evaluation import confusion_matrix, evaluate_parser, iou_table, mean_iou, predict_labels
+from .evaluation import (confusion_matrix, evaluate_parser, flip_averaged_probabilities, iou_table, mean_iou,
+                         predict_labels)
 from .training import ParserRun, SyntheticParsingImages, load_run_model, pretrain_parser
 
 
@@ -31,6 +32,6 @@ def parse_probabilities(model: BiSeNet, images: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["BiSeNet", "NUM_CLASSES", "FACE_PARSING_CLASSES", "ParserRun", "SyntheticParsingImages", "build_parser",
-           "celebamask19_groups", "confusion_matrix", "evaluate_parser", "frozen_parser", "iou_table",
-           "load_face_parsing_checkpoint", "load_run_model", "mean_iou", "parse_probabilities", "predict_labels",
-           "pretrain_parser"]
+           "celebamask19_groups", "confusion_matrix", "evaluate_parser", "flip_averaged_probabilities", "frozen_parser",
+           "iou_table", "load_face_parsing_checkpoint", "load_run_model", "mean_iou", "parse_probabilities",
+           "predict_labels", "pretrain_parser"]

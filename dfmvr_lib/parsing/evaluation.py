@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from ..face_model.base import PART_NAMES
+from .augment import FLIP_CLASSES
 from .bisenet import NUM_CLASSES
 
 MEAN_ROW = "mean"
@@ -45,19 +46,35 @@ def mean_iou(table: pd.DataFrame) -> float:
     return float(table.loc[table["class"] == MEAN_ROW, "iou"].iloc[0])
 
 
+def flip_averaged_probabilities(model, images: torch.Tensor) -> torch.Tensor:
+    """Test-time flip averaging: softmax of ``model(images)`` averaged with that of the horizontally flipped images,
+    flipped back with the left / right classes swapped back (:data:`~dfmvr_lib.parsing.augment.FLIP_CLASSES`)."""
+    plain = torch.softmax(model(images, aux=False), dim=1)
+    flipped = torch.softmax(model(images.flip(-1), aux=False), dim=1)
+    flipped = flipped[:, FLIP_CLASSES.to(flipped.device)].flip(-1)
+    return 0.5 * (plain + flipped)
+
+
 @torch.no_grad()
-def predict_labels(model, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
-    """(N, 3, H, W) in [0, 1] -> (N, H, W) argmax labels (eval mode)."""
+def predict_labels(model, images: torch.Tensor, batch_size: int = 16, flip: bool = False) -> torch.Tensor:
+    """(N, 3, H, W) in [0, 1] -> (N, H, W) argmax labels (eval mode); ``flip``: test-time flip averaging
+    (:func:`flip_averaged_probabilities`)."""
     was_training = model.training
     model.eval()
-    out = [model(images[i:i + batch_size], aux=False).argmax(1) for i in range(0, images.shape[0], batch_size)]
+    out = []
+    for i in range(0, images.shape[0], batch_size):
+        batch = images[i:i + batch_size]
+        scores = flip_averaged_probabilities(model, batch) if flip else model(batch, aux=False)
+        out.append(scores.argmax(1))
     model.train(was_training)
     return torch.cat(out)
 
 
-def evaluate_parser(model, dataset, batch_size: int = 16, max_items: int | None = None) -> pd.DataFrame:
+def evaluate_parser(model, dataset, batch_size: int = 16, max_items: int | None = None,
+                    flip: bool = False) -> pd.DataFrame:
     """Per-class IoU and mean IoU of ``model`` on ``dataset``: items are multi-view samples (``images`` (S, 3, H, W),
-    ``parse_maps``, ``view_present``; every present view counts) or single images (``image``, ``parse_map``)."""
+    ``parse_maps``, ``view_present``; every present view counts) or single images (``image``, ``parse_map``).
+    ``flip``: test-time flip averaging (:func:`predict_labels`)."""
     confusion = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.int64)
     count = len(dataset) if max_items is None else min(len(dataset), max_items)
     images, labels = [], []
@@ -65,7 +82,7 @@ def evaluate_parser(model, dataset, batch_size: int = 16, max_items: int | None 
     def flush():
         if images:
             x, y = torch.cat(images), torch.cat(labels)
-            confusion.add_(confusion_matrix(predict_labels(model, x, batch_size), y))
+            confusion.add_(confusion_matrix(predict_labels(model, x, batch_size, flip=flip), y))
             images.clear()
             labels.clear()
 
@@ -84,7 +101,8 @@ def evaluate_parser(model, dataset, batch_size: int = 16, max_items: int | None 
     return iou_table(confusion)
 
 
-__all__ = ["confusion_matrix", "evaluate_parser", "iou_table", "mean_iou", "predict_labels", "MEAN_ROW"]
+__all__ = ["confusion_matrix", "evaluate_parser", "flip_averaged_probabilities", "iou_table", "mean_iou",
+           "predict_labels", "MEAN_ROW"]
 
 
 def agreement_table(predicted: torch.Tensor, reference: torch.Tensor) -> pd.DataFrame:

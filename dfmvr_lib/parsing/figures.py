@@ -16,7 +16,7 @@ def loss_curve_figure(metrics: pd.DataFrame, title: str = "parser pretraining"):
     ax.plot(metrics["step"], metrics["loss"].rolling(window, min_periods=1).mean(), color="tab:blue",
             label=f"running mean ({window} steps)")
     ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (main + auxiliary)")
+    ax.set_ylabel("training loss (parser_loss)")
     ax.set_yscale("log")
     twin = ax.twinx()
     twin.plot(metrics["step"], metrics["lr"], color="tab:orange", lw=0.8)

@@ -4,7 +4,12 @@
 parse maps (each of the three views of every train sample is one training image), optionally mixed with
 CelebAMask-HQ (``celebamask_root``; ``ParserConfig.celebamask_fraction`` of each batch), with the augmentations of
 :mod:`dfmvr_lib.parsing.augment`; AdamW (Adam with decoupled ``weight_decay``), linear warm-up then cosine decay,
-cross-entropy on the main head plus ``aux_weight`` x that of each auxiliary head.
+cross-entropy on the main head plus ``aux_weight`` x that of each auxiliary head, plus ``dice_weight`` x a batch soft
+Dice loss of the main head (:func:`soft_dice_loss`: each class weighs the same, so the thin brows and lips, a few
+hundred pixels of a 12,544-pixel image, are not drowned by the background and skin as under the cross-entropy
+alone); ``ohem_fraction`` > 0 swaps the cross-entropy for face-parsing.PyTorch's online hard example mining
+(:func:`ohem_cross_entropy`). ``bf16``: the forward pass runs under CPU bfloat16 autocast (the losses are computed
+in float32); with the model's ``channels_last`` layout it roughly halves the step time on CPUs with bf16 support.
 
 Run directory ``<runs_root>/<key>/`` (``runs_root`` defaults to ``<repository>/runs/parser``), ``key`` = hash of
 the parser config, image size, seed and the dataset settings (the benchmark's ``settings.json`` and the
@@ -114,12 +119,51 @@ def learning_rate(parser_config, step: int) -> float:
     return base * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def parser_loss(outputs, labels: torch.Tensor, aux_weight: float) -> torch.Tensor:
-    """Cross-entropy of the main head + ``aux_weight`` x that of each auxiliary head."""
+def _full_precision(logits: torch.Tensor) -> torch.Tensor:
+    """Half-precision (bf16 autocast) logits as float32; float32 / float64 unchanged."""
+    return logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
+
+
+def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Batch soft Dice loss: mean over classes k of 1 - (2 sum p_k y_k + eps) / (sum p_k + sum y_k + eps), sums over
+    all pixels of the batch, p = softmax(logits), y = one-hot labels (all classes, absent ones included)."""
+    probabilities = torch.softmax(_full_precision(logits), dim=1)
+    one_hot = F.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2).to(probabilities.dtype)
+    intersection = (probabilities * one_hot).sum(dim=(0, 2, 3))
+    total = probabilities.sum(dim=(0, 2, 3)) + one_hot.sum(dim=(0, 2, 3))
+    return (1.0 - (2.0 * intersection + eps) / (total + eps)).mean()
+
+
+def ohem_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, fraction: float,
+                       threshold: float = 0.7) -> torch.Tensor:
+    """Online hard example mining cross-entropy (as face-parsing.PyTorch's ``OhemCELoss``): the mean loss of the
+    pixels whose probability of the true class is below ``threshold``, or of the ``fraction`` hardest pixels when
+    there are fewer of those."""
+    losses = F.cross_entropy(_full_precision(logits), labels, reduction="none").reshape(-1)
+    n_min = min(max(1, int(fraction * losses.numel())), losses.numel())
+    losses, _ = torch.sort(losses, descending=True)
+    if n_min < losses.numel() and losses[n_min] > -math.log(threshold):
+        return losses[losses > -math.log(threshold)].mean()
+    return losses[:n_min].mean()
+
+
+def parser_loss(outputs, labels: torch.Tensor, aux_weight: float, dice_weight: float = 0.0,
+                ohem_fraction: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of the main head + ``aux_weight`` x that of each auxiliary head; ``dice_weight`` x
+    :func:`soft_dice_loss` of the main head; ``ohem_fraction`` > 0 replaces the cross-entropy by
+    :func:`ohem_cross_entropy`."""
     main, *aux = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
-    loss = F.cross_entropy(main, labels)
+
+    def ce(logits):
+        if ohem_fraction > 0:
+            return ohem_cross_entropy(logits, labels, ohem_fraction)
+        return F.cross_entropy(_full_precision(logits), labels)
+
+    loss = ce(main)
     for logits in aux:
-        loss = loss + aux_weight * F.cross_entropy(logits, labels)
+        loss = loss + aux_weight * ce(logits)
+    if dice_weight:
+        loss = loss + dice_weight * soft_dice_loss(main, labels)
     return loss
 
 
@@ -146,7 +190,8 @@ def load_run_model(run_dir: str | os.PathLike) -> BiSeNet:
     run_dir = Path(run_dir)
     state = torch.load(run_dir / FINAL, map_location="cpu")
     model = BiSeNet(state["num_classes"], width=state["width"], internal_scale=state["internal_scale"],
-                    refine=state.get("refine", False))
+                    refine=state.get("refine", False), detail=state.get("detail"),
+                    channels_last=state.get("channels_last", False))
     model.load_state_dict(state["model"])
     return model.eval()
 
@@ -229,7 +274,10 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
         lr = learning_rate(parser_config, step)
         for group in optimiser.param_groups:
             group["lr"] = lr
-        loss = parser_loss(model(images_batch, aux=True), labels, parser_config.aux_weight)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=getattr(parser_config, "bf16", False)):
+            outputs = model(images_batch, aux=True)
+        loss = parser_loss(outputs, labels, parser_config.aux_weight, getattr(parser_config, "dice_weight", 0.0),
+                           getattr(parser_config, "ohem_fraction", 0.0))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -243,7 +291,8 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
     bar.close()
     model.eval()
     _save_torch({"model": model.state_dict(), "num_classes": model.num_classes, "width": model.width,
-                 "internal_scale": model.internal_scale, "refine": model.refine is not None}, run_dir / FINAL)
+                 "internal_scale": model.internal_scale, "refine": model.refine is not None,
+                 "detail": model.detail_channels, "channels_last": model.channels_last}, run_dir / FINAL)
     metrics = _write_metrics(rows, run_dir / METRICS)
     with atomic_path(run_dir / DONE) as temporary:
         temporary.write_text(json.dumps({"steps": parser_config.steps,
@@ -252,5 +301,5 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
                      seconds=time.perf_counter() - began)
 
 
-__all__ = ["ParserRun", "SyntheticParsingImages", "learning_rate", "load_run_model", "parser_loss",
-           "pretrain_parser", "run_hash", "run_key", "default_runs_root"]
+__all__ = ["ParserRun", "SyntheticParsingImages", "learning_rate", "load_run_model", "ohem_cross_entropy",
+           "parser_loss", "pretrain_parser", "run_hash", "run_key", "default_runs_root", "soft_dice_loss"]

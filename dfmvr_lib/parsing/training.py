@@ -26,8 +26,6 @@ An interrupted run resumes from ``checkpoint.pt``. Batches and augmentations are
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import os
 import time
@@ -43,7 +41,8 @@ from PIL import Image
 from ..config import WorkbookConfig
 from ..data.sample import VIEW_NAMES
 from ..data.synthetic import load_manifest
-from ..provenance import REPOSITORY_ROOT, atomic_path
+from ..provenance import REPOSITORY_ROOT
+from ..runs import read_dataset_settings, run_hash, save_torch, write_csv, write_json
 from .augment import augment_batch
 from .bisenet import BiSeNet, build_parser
 
@@ -100,14 +99,9 @@ class SyntheticParsingImages:
 
 def run_key(config: WorkbookConfig, dataset_root: str | os.PathLike, celebamask_root=None) -> dict:
     """What identifies a run: parser config, image size, seed, the benchmark's generator settings, CelebAMask path."""
-    settings_file = Path(dataset_root) / "settings.json"
-    settings = json.loads(settings_file.read_text()).get("settings") if settings_file.is_file() else None
+    settings = read_dataset_settings(dataset_root)
     return {"parser": dataclasses.asdict(config.parser), "image_size": config.image_size, "seed": config.seed,
             "dataset_settings": settings, "celebamask_root": str(celebamask_root) if celebamask_root else None}
-
-
-def run_hash(key: dict) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def learning_rate(parser_config, step: int) -> float:
@@ -167,16 +161,7 @@ def parser_loss(outputs, labels: torch.Tensor, aux_weight: float, dice_weight: f
     return loss
 
 
-def _save_torch(obj, path: Path) -> None:
-    with atomic_path(path) as temporary:
-        torch.save(obj, temporary)
-
-
-def _write_metrics(rows: list[dict], path: Path) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=["step", "loss", "lr", "seconds"])
-    with atomic_path(path) as temporary:
-        frame.to_csv(temporary, index=False)
-    return frame
+METRIC_COLUMNS = ("step", "loss", "lr", "seconds")
 
 
 def _celebamask_batch(dataset, count: int, generator: torch.Generator):
@@ -226,8 +211,7 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
         metrics = pd.read_csv(run_dir / METRICS) if (run_dir / METRICS).is_file() else pd.DataFrame()
         return ParserRun(run_dir, load_run_model(run_dir), metrics, reused=True, resumed_from=parser_config.steps,
                          seconds=0.0)
-    with atomic_path(run_dir / RUN_INFO) as temporary:
-        temporary.write_text(json.dumps(key, indent=1, sort_keys=True, default=str))
+    write_json(key, run_dir / RUN_INFO)
 
     torch.manual_seed(config.seed)
     model = build_parser(parser_config)
@@ -247,9 +231,9 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
         celeb = CelebAMaskDataset(celebamask_root, image_size=config.image_size)
 
     def checkpoint(step: int) -> None:
-        _save_torch({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
+        save_torch({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
                      "metrics": rows}, run_dir / CHECKPOINT)
-        _write_metrics(rows, run_dir / METRICS)
+        write_csv(rows, run_dir / METRICS, METRIC_COLUMNS)
 
     model.train()
     began = time.perf_counter()
@@ -290,13 +274,11 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
             checkpoint(step + 1)
     bar.close()
     model.eval()
-    _save_torch({"model": model.state_dict(), "num_classes": model.num_classes, "width": model.width,
+    save_torch({"model": model.state_dict(), "num_classes": model.num_classes, "width": model.width,
                  "internal_scale": model.internal_scale, "refine": model.refine is not None,
                  "detail": model.detail_channels, "channels_last": model.channels_last}, run_dir / FINAL)
-    metrics = _write_metrics(rows, run_dir / METRICS)
-    with atomic_path(run_dir / DONE) as temporary:
-        temporary.write_text(json.dumps({"steps": parser_config.steps,
-                                         "seconds": rows[-1]["seconds"] if rows else 0.0}))
+    metrics = write_csv(rows, run_dir / METRICS, METRIC_COLUMNS)
+    write_json({"steps": parser_config.steps, "seconds": rows[-1]["seconds"] if rows else 0.0}, run_dir / DONE)
     return ParserRun(run_dir, model, metrics, reused=False, resumed_from=start,
                      seconds=time.perf_counter() - began)
 

@@ -635,24 +635,19 @@ coloured by its distance to the prediction. The table gives the rmse per face pa
 """),
     code("""
 from dfmvr_lib.camera import PerspectiveCamera
-from dfmvr_lib.evaluation import evaluate_reconstruction, region_errors_table
-from dfmvr_lib.experiments import error_map_figure, is_single_image, predict_vertices, train_method
-from dfmvr_lib.face_model import PART_NAMES
+from dfmvr_lib.evaluation import region_errors_table
+from dfmvr_lib.experiments import (error_map_figure, evaluate_with_regions, is_single_image, predict_vertices,
+                                   train_method)
 
 map_yaw = 30 if 30 in config.experiments.left_yaws else config.experiments.left_yaws[0]
 test = load_synthetic_test_set(Path(data_dir) / f"robustness_{profile}_left_{map_yaw}", model)
 camera = PerspectiveCamera.from_config(config)
-labels = model.part_labels.cpu().numpy()
 maps, region_tables = {}, []
 for method in ("shang", "deng", "dfmvr_no_l3d"):
     run = train_method(profile, method, bosphorus_root, parser_run.run_dir, config.seeds[0], runs / "reconstruction")
     vertices = predict_vertices(run.network, model, camera, test.data)
     vertices = vertices[:, 1] if is_single_image(method) else vertices[:, 0]     # baselines: the front view
-    results = [evaluate_reconstruction(vertices[m].numpy(), model.triangles.numpy(),
-                                       vertices[m][model.alignment_7].numpy(), test.vertices[m].numpy(),
-                                       test.triangles[m].numpy(), test.landmarks_7[m].numpy(),
-                                       gt_region_labels=[PART_NAMES[k] for k in labels])
-               for m in range(len(test))]
+    results = evaluate_with_regions(vertices, model, test)
     maps[method] = results[0]
     regions = region_errors_table(results, ids=test.sample_ids)
     regions.insert(0, "method", method)

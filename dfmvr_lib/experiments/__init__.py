@@ -8,14 +8,14 @@ and evaluation of a method, and the rows of the result tables (with the paper's 
 """
 from .methods import ABLATION_VERSIONS, METHOD_LABELS, METHODS, is_single_image, method_config
 from .paper_numbers import PAPER_RMSE_MM, paper_rmse
-from .runner import (TestSet, evaluate_vertices, load_synthetic_test_set, per_sample_errors, predict_vertices,
+from .runner import (TestSet, evaluate_vertices, evaluate_with_regions, load_synthetic_test_set, per_sample_errors, predict_vertices,
                      summary_row)
 from .report import comparison_figure, error_map_figure, ordering_statement, sensitivity_figure
 from .tables import (ALL_VIEWS, FRONT_ONLY, RowSpec, evaluate_method, paired_comparison, run_table, table_rows,
                      test_choices, train_method)
 
 __all__ = ["ABLATION_VERSIONS", "ALL_VIEWS", "FRONT_ONLY", "METHOD_LABELS", "METHODS", "PAPER_RMSE_MM", "RowSpec", "TestSet",
-           "evaluate_method", "evaluate_vertices", "is_single_image", "load_synthetic_test_set", "method_config",
+           "evaluate_method", "evaluate_vertices", "evaluate_with_regions", "is_single_image", "load_synthetic_test_set", "method_config",
            "paired_comparison", "paper_rmse", "per_sample_errors", "predict_vertices", "summary_row", "table_rows",
            "test_choices", "train_method", "comparison_figure", "error_map_figure", "ordering_statement",
            "run_table", "sensitivity_figure"]

@@ -107,6 +107,22 @@ def predict_vertices(network: torch.nn.Module, model: MorphableModel, camera: Pe
     return torch.cat(out)
 
 
+def evaluate_with_regions(vertices: torch.Tensor, model: MorphableModel, test_set: TestSet) -> list:
+    """Protocol results (:class:`~dfmvr_lib.evaluation.ReconstructionError`) of one reconstruction per sample,
+    vertices (M, V, 3) mm, with per-region errors by the part class of each ground-truth vertex (the benchmark's
+    meshes have the model's topology, so the model's part labels name their regions)."""
+    from ..evaluation import evaluate_reconstruction
+    from ..face_model import PART_NAMES
+
+    regions = [PART_NAMES[k] for k in model.part_labels.cpu().tolist()]
+    triangles = model.triangles.cpu().numpy()
+    alignment = model.alignment_7.cpu()
+    return [evaluate_reconstruction(vertices[m].cpu().numpy(), triangles, vertices[m].cpu()[alignment].numpy(),
+                                    test_set.vertices[m].numpy(), test_set.triangles[m].numpy(),
+                                    test_set.landmarks_7[m].numpy(), gt_region_labels=regions)
+            for m in range(len(test_set))]
+
+
 def evaluate_vertices(vertices: torch.Tensor, model: MorphableModel, test_set: TestSet,
                       reconstruction_labels: Sequence[str] | None = None, icp: bool = True,
                       progress: bool = False) -> pd.DataFrame:
@@ -176,5 +192,5 @@ def summary_row(per_sample: Sequence[pd.DataFrame], *, table: str, method: str, 
     }
 
 
-__all__ = ["TestSet", "evaluate_vertices", "load_synthetic_test_set", "per_sample_errors", "predict_vertices",
+__all__ = ["TestSet", "evaluate_vertices", "evaluate_with_regions", "load_synthetic_test_set", "per_sample_errors", "predict_vertices",
            "summary_row"]

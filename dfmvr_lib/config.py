@@ -235,11 +235,22 @@ class TrainingConfig:
 class ExperimentConfig:
     """Settings of the experiment notebooks (04-08) that are not training settings: the loss weights swept in the
     sensitivity study (Fig. 11: ``photo_weights`` first, then ``mask_weights`` at the best photo weight) and the
-    left-view yaws of the robustness study (Table V; ``"random"`` = uniform in 10-45 degrees)."""
+    left-view yaws of the robustness study (Table V; ``"random"`` = uniform in 10-45 degrees),
+    ``parallel_trainings`` (how many training runs of a table train side by side, each in its own process with an
+    equal share of the CPU threads; not part of any run key).``comparison_seeds``: how many of the profile's
+    ``seeds`` the comparison tables (I, II, III, V) and the sweep train; the ablation (Table IV) always uses all of
+    them. ``test_samples``: the first this-many test triplets are evaluated (None = the whole test split).
+    ``training_steps``: the training length of every run of the experiment notebooks (None = ``training.steps``,
+    the length notebook 03 trains): the cpu profile gives notebook 03 a longer schedule than the ~20 runs of the
+    tables can each have inside the main job's time budget."""
 
     photo_weights: tuple[float, ...] = (1.0, 2.0, 4.0, 6.0, 8.0)
     mask_weights: tuple[float, ...] = (0.0, 1.0, 3.0, 5.0)
     left_yaws: tuple = (10, 20, 30, 45, "random")
+    parallel_trainings: int = 1
+    comparison_seeds: int = 3
+    test_samples: int | None = None
+    training_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -325,8 +336,10 @@ def _profiles() -> dict[str, WorkbookConfig]:
                             steps=2200, batch_size=16, learning_rate=5e-3, dice_weight=3.0, warmup_steps=50,
                             checkpoint_every=200),
         network=NetworkConfig(base_width=16, regressor_width=0.25),
-        training=TrainingConfig(steps=600, batch_size=4, learning_rate=3e-4, checkpoint_every=100, bf16=True,
-                                channels_last=True, validate_every=200, validation_samples=40),
+        training=TrainingConfig(steps=2000, batch_size=4, learning_rate=1e-3, checkpoint_every=100, bf16=True,
+                                channels_last=True, validate_every=250, validation_samples=40),
+        experiments=ExperimentConfig(photo_weights=(1.0, 4.0, 8.0), mask_weights=(0.0, 3.0, 6.0), comparison_seeds=1,
+                                     test_samples=80, training_steps=200),
     )
     paper = WorkbookConfig(
         profile="paper",

@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="notebook numbers to run, e.g. 00 03")
     parser.add_argument("--output-dir", type=Path, default=REPOSITORY_ROOT / "results" / "notebooks")
     parser.add_argument("--results-dir", type=Path, default=REPOSITORY_ROOT / "results")
+    parser.add_argument("--no-readme", action="store_true",
+                        help="do not regenerate the README's headline results after a full cpu-profile run")
     args = parser.parse_args(argv)
 
     notebooks = numbered_notebooks(args.only)
@@ -53,13 +55,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no notebooks found in {NOTEBOOK_DIR}", file=sys.stderr)
         return 2
     started = time.perf_counter()
+    timings = []
     for notebook in notebooks:
         t0 = time.perf_counter()
         print(f"[run_notebooks] {notebook.name} (profile {args.profile}) ...", flush=True)
         run_notebook(notebook, args.output_dir, args.profile, args.results_dir.resolve())
-        print(f"[run_notebooks] {notebook.name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+        timings.append({"notebook": notebook.name, "seconds": time.perf_counter() - t0})
+        print(f"[run_notebooks] {notebook.name} done in {timings[-1]['seconds']:.0f} s", flush=True)
     print(f"[run_notebooks] {len(notebooks)} notebooks in {time.perf_counter() - started:.0f} s")
+    if not args.only:                 # the timing table describes a whole main job, not a partial re-run
+        write_timing(timings, args.profile, args.results_dir)
+    if not args.only and args.profile == "cpu" and not args.no_readme \
+            and args.results_dir.resolve() == (REPOSITORY_ROOT / "results").resolve():
+        from .readme_tables import update_readme
+
+        update_readme(REPOSITORY_ROOT / "README.md", args.results_dir / "tables")
+        print("[run_notebooks] README.md headline results regenerated from results/tables")
     return 0
+
+
+def write_timing(timings: list[dict], profile: str, results_dir: Path) -> Path:
+    """Write the wall-clock seconds per notebook of this invocation to ``results/tables/run_notebooks_timing.csv``
+    (with provenance) and return its path."""
+    import pandas as pd
+
+    from .provenance import write_table
+
+    frame = pd.DataFrame(timings)
+    frame.insert(0, "profile", profile)
+    return write_table(frame, Path(results_dir) / "tables" / "run_notebooks_timing.csv")
 
 
 if __name__ == "__main__":

@@ -95,3 +95,46 @@ def test_summary_row_shapes():
                       seeds=[0])
     assert row["rmse_mm_mean"] == 2.0 and row["mean_mm_mean"] == 1.0 and row["n_test"] == 2
     assert row["paper_rmse_mm"] == 1.5415 and row["paper_std_mm"] is None and row["profile"] == "smoke"
+
+
+def test_table_rows_with_chosen_views_label_the_rows_and_drop_the_paper_number():
+    baseline = _errors({"A": [1.0, 5.0], "B": [2.0, 4.0], "C": [3.0, 3.0]})
+    [row] = table_rows(baseline, table="Table III", method="deng", setting="x", profile="smoke",
+                       choices={"B": "front view B alone"})
+    assert row["test_input"] == "front view B alone"
+    assert row["rmse_mm_mean"] == pytest.approx(3.0) and row["paper_rmse_mm"] is None
+
+
+def test_readme_block_is_generated_from_the_csvs(tmp_path):
+    from dfmvr_lib.readme_tables import BLOCK_END, BLOCK_START, update_readme
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    rows = table_rows(_errors({"fused": [1.25, 1.75]}), table="Table I", method="dfmvr", setting="pixelface-like",
+                      profile="smoke")
+    frame = pd.DataFrame(rows).assign(git_commit="abc1234", date="2026-01-01T00:00:00Z")
+    frame.to_csv(tables / "04_table1_pixelface.csv", index=False)
+    pd.DataFrame({"profile": ["cpu"] * 2, "notebook": ["00_a.ipynb", "01_b.ipynb"], "seconds": [60.0, 120.0],
+                  "host": "x86_64 2 cpu"}).to_csv(tables / "run_notebooks_timing.csv", index=False)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nbefore\n\n{BLOCK_START}\nold text\n{BLOCK_END}\n\nafter\n")
+    assert update_readme(readme, tables) is True
+    text = readme.read_text()
+    assert "old text" not in text and text.startswith("# title\n\nbefore") and text.endswith("after\n")
+    assert "| DF-MVR (ours) | pixelface-like | fused | 2 |" in text and "1.500 +- 0.354" in text
+    assert "1.440 +- 0.296" in text                         # the paper's Table I number, its own column
+    assert "**3 minutes** for 2 notebooks" in text and "commit abc1234" in text
+    assert "Not run yet:" in text and "06_table4_ablation.csv" in text
+    assert update_readme(readme, tables) is False          # idempotent
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="README.md: no headline-results block"):
+        update_readme(readme, tables)
+
+
+def test_experiment_schedule_overrides_the_training_length_only_when_set():
+    cpu = get_config("cpu")
+    assert cpu.experiments.training_steps is not None and cpu.experiments.training_steps != cpu.training.steps
+    assert method_config("cpu", "deng").training.steps == cpu.experiments.training_steps
+    assert method_config("cpu", "dfmvr", overrides={"training.steps": 7}).training.steps == 7
+    assert get_config("smoke").experiments.training_steps is None
+    assert method_config("smoke", "dfmvr").training.steps == get_config("smoke").training.steps

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import pandas as pd
 import torch
 
 from dfmvr_lib.camera import PerspectiveCamera
@@ -223,3 +224,27 @@ def test_single_image_baseline_network_and_its_consistency_losses(smoke_setup):
     spread = (80 * (2 / 3) ** 2 + 2 * 80 * (1 / 3) ** 2) / 3  # per triplet: mean over views of |c_v - mean|^2
     assert terms.consistency.item() == pytest.approx(spread, rel=1e-4)
     assert terms.cross_view.item() != pytest.approx(terms.photo.item(), rel=1e-3)
+
+
+def test_train_methods_side_by_side_then_reuse_and_mean_face_reference(smoke_setup):
+    """Two runs trained in two worker processes finish like any run; asking again reuses them (no retraining);
+    the mean-face reference row goes through the same evaluation protocol."""
+    from dfmvr_lib.experiments import evaluate_mean_face, load_synthetic_test_set, train_methods
+    from dfmvr_lib.face_model.factory import load_face_model
+
+    config, benchmark, parser_dir, root = smoke_setup
+    jobs = [("dfmvr", 0, None), ("v4_no_mask", 0, None)]
+    kwargs = dict(profile="smoke", dataset_root=benchmark, parser_run_dir=parser_dir, runs_root=root / "side_by_side",
+                  progress=False)
+    run_dirs = [Path(d) for d in train_methods(jobs, workers=2, **kwargs)]
+    assert len(set(run_dirs)) == 2
+    for run_dir in run_dirs:
+        assert (run_dir / "done.json").is_file() and len(pd.read_csv(run_dir / "metrics.csv")) == config.training.steps
+    stamps = [(d / "final.pt").stat().st_mtime_ns for d in run_dirs]
+    assert [Path(d) for d in train_methods(jobs, workers=2, **kwargs)] == run_dirs
+    assert [(d / "final.pt").stat().st_mtime_ns for d in run_dirs] == stamps
+
+    test_set = load_synthetic_test_set(benchmark, load_face_model(config.face_model), limit=2)
+    errors = evaluate_mean_face("smoke", test_set, progress=False)
+    assert len(errors) == 2 and (errors["seed"] == -1).all() and (errors["reconstruction"] == "fused").all()
+    assert (errors["rmse_mm"] > 0.1).all() and (errors["rmse_mm"] < 20).all()

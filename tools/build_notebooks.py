@@ -440,9 +440,11 @@ runs = Path(data_dir) / "runs"
 model = load_face_model(config.face_model)
 pixelface_root = generate_benchmark(Path(data_dir) / f"synthetic_{profile}_pixelface-like", config, "pixelface-like")
 parser_run = pretrain_parser(config, pixelface_root, runs_root=runs / "parser")
-common = dict(profile=profile, parser_run_dir=parser_run.run_dir, seeds=config.seeds,
-              runs_root=runs / "reconstruction")
-print(f"seeds {config.seeds}, {config.training.steps} training steps per run")
+comparison_seeds = config.seeds[:config.experiments.comparison_seeds]
+common = dict(profile=profile, parser_run_dir=parser_run.run_dir, seeds=comparison_seeds,
+              runs_root=runs / "reconstruction", parallel_trainings=config.experiments.parallel_trainings)
+print(f"seeds {comparison_seeds} (ablation: {config.seeds}), {config.training.steps} training steps per run, "
+      f"{config.experiments.parallel_trainings} trainings side by side")
 """
 
 NOTEBOOK_04 = [
@@ -467,10 +469,10 @@ row, measured on its datasets with BFM09: compare orderings, not values.
     code(EXPERIMENT_SETUP),
     markdown("## Table I — pixelface-like setting"),
     code("""
-pixelface_test = load_synthetic_test_set(pixelface_root, model)
+pixelface_test = load_synthetic_test_set(pixelface_root, model, limit=config.experiments.test_samples)
 table_1, errors_1 = run_table("Table I", "pixelface-like", [RowSpec("shang"), RowSpec("deng"),
                                                            RowSpec("dfmvr_no_l3d"), RowSpec("dfmvr")],
-                              dataset_root=pixelface_root, test_set=pixelface_test, **common)
+                              dataset_root=pixelface_root, test_set=pixelface_test, mean_face_row=True, **common)
 write_table(table_1, tables / "04_table1_pixelface.csv", config)
 plots.save_figure(comparison_figure(table_1, "Table I: pixelface-like synthetic setting"),
                   figures / "04_table1_pixelface.png")
@@ -480,10 +482,10 @@ table_1.round(4)
     markdown("## Table II — bosphorus-like setting (no 3D landmarks for any method)"),
     code("""
 bosphorus_root = generate_benchmark(Path(data_dir) / f"synthetic_{profile}_bosphorus-like", config, "bosphorus-like")
-bosphorus_test = load_synthetic_test_set(bosphorus_root, model)
+bosphorus_test = load_synthetic_test_set(bosphorus_root, model, limit=config.experiments.test_samples)
 table_2, errors_2 = run_table("Table II", "bosphorus-like", [RowSpec("shang"), RowSpec("deng"),
                                                             RowSpec("dfmvr_no_l3d")],
-                              dataset_root=bosphorus_root, test_set=bosphorus_test, **common)
+                              dataset_root=bosphorus_root, test_set=bosphorus_test, mean_face_row=True, **common)
 write_table(table_2, tables / "04_table2_bosphorus.csv", config)
 plots.save_figure(comparison_figure(table_2, "Table II: bosphorus-like synthetic setting"),
                   figures / "04_table2_bosphorus.png")
@@ -505,22 +507,19 @@ baselines on the front view alone and as the best of three.
     parameters('data_dir = "../data"         # generated datasets and training runs (git-ignored)\n'),
     code(EXPERIMENT_SETUP),
     code("""
-test = load_synthetic_test_set(pixelface_root, model)
+test = load_synthetic_test_set(pixelface_root, model, limit=config.experiments.test_samples)
 specs = [RowSpec("shang", paper_row="shang"), RowSpec("deng", paper_row="deng"),
          RowSpec("dfmvr_single_view", input_views=FRONT_ONLY),
          RowSpec("dfmvr_single_view", paper_row="dfmvr"),
          RowSpec("dfmvr", paper_row="none", input_views=FRONT_ONLY)]
 table_3, errors_3 = run_table("Table III", "pixelface-like", specs, dataset_root=pixelface_root, test_set=test,
                               **common)
-from dfmvr_lib.experiments import per_sample_errors, summary_row
+from dfmvr_lib.experiments import table_rows
 
-front_rows = []
-for method in ("shang", "deng"):                # the baselines on the front view alone (no oracle)
-    frame = errors_3[RowSpec(method).key]
-    per_seed = [per_sample_errors(frame[frame["seed"] == s], "B") for s in config.seeds]
-    front_rows.append(summary_row(per_seed, table="Table III", method=method, setting="pixelface-like",
-                                  test_choice="front view B alone", config=config, seeds=config.seeds,
-                                  paper_row="none"))
+front_rows = [row for method in ("shang", "deng")     # the baselines on the front view alone (no oracle)
+              for row in table_rows(errors_3[RowSpec(method).key], table="Table III", method=method,
+                                    setting="pixelface-like", profile=profile,
+                                    choices={"B": "front view B alone"})]
 table_3 = pd.concat([table_3, pd.DataFrame(front_rows)], ignore_index=True)
 write_table(table_3, tables / "05_table3_single_view.csv", config)
 plots.save_figure(comparison_figure(table_3, "Table III: single-view input (pixelface-like)"),
@@ -544,13 +543,13 @@ A paired test on the same test samples (errors averaged over seeds) says whether
     code("""
 from dfmvr_lib.experiments import ABLATION_VERSIONS, paired_comparison
 
-test = load_synthetic_test_set(pixelface_root, model)
+test = load_synthetic_test_set(pixelface_root, model, limit=config.experiments.test_samples)
 specs = [RowSpec(method, paper_row=version) for version, method in ABLATION_VERSIONS.items()]
 table_4, errors_4 = run_table("Table IV", "pixelface-like", specs, dataset_root=pixelface_root, test_set=test,
-                              **common)
-table_4.insert(1, "version", list(ABLATION_VERSIONS))
+                              mean_face_row=True, **dict(common, seeds=config.seeds))
+table_4.insert(1, "version", list(ABLATION_VERSIONS) + ["mean face"])
 full = errors_4[RowSpec("dfmvr").key]
-paired = [paired_comparison(errors_4[spec.key], full) for spec in specs]
+paired = [paired_comparison(errors_4[spec.key], full) for spec in specs] + [paired_comparison(errors_4["mean_face"], full)]
 table_4 = pd.concat([table_4, pd.DataFrame(paired).add_prefix("vs_v6_")], axis=1)
 write_table(table_4, tables / "06_table4_ablation.csv", config)
 plots.save_figure(comparison_figure(table_4, "Table IV: ablation (pixelface-like)"), figures / "06_table4_ablation.png")
@@ -572,7 +571,7 @@ rmse over the test samples (error bars: standard error of that mean).
     code("""
 from dfmvr_lib.experiments import sensitivity_figure
 
-test = load_synthetic_test_set(pixelface_root, model)
+test = load_synthetic_test_set(pixelface_root, model, limit=config.experiments.test_samples)
 photo_weights, mask_weights = config.experiments.photo_weights, config.experiments.mask_weights
 sweep_seeds = config.seeds[:1]
 sweep = dict(common, seeds=sweep_seeds)
@@ -616,7 +615,7 @@ for yaw in config.experiments.left_yaws:
     settings = SyntheticSettings.from_config(config, "bosphorus-like", seed=config.seed + 1000, train_subjects=0,
                                              validation_subjects=0, yaw_range_degrees=(10.0, 45.0), **left)
     root = generate_benchmark(Path(data_dir) / f"robustness_{profile}_left_{yaw}", settings)
-    test = load_synthetic_test_set(root, model)
+    test = load_synthetic_test_set(root, model, limit=config.experiments.test_samples)
     rows, _ = run_table("Table V", f"left view {yaw}", [RowSpec("shang", paper_row="none"),
                                                         RowSpec("deng", paper_row="none"),
                                                         RowSpec("dfmvr_no_l3d", paper_row=f"dfmvr_no_l3d@{yaw}")],
@@ -640,7 +639,8 @@ from dfmvr_lib.experiments import (error_map_figure, evaluate_with_regions, is_s
                                    train_method)
 
 map_yaw = 30 if 30 in config.experiments.left_yaws else config.experiments.left_yaws[0]
-test = load_synthetic_test_set(Path(data_dir) / f"robustness_{profile}_left_{map_yaw}", model)
+test = load_synthetic_test_set(Path(data_dir) / f"robustness_{profile}_left_{map_yaw}", model,
+                              limit=config.experiments.test_samples)
 camera = PerspectiveCamera.from_config(config)
 maps, region_tables = {}, []
 for method in ("shang", "deng", "dfmvr_no_l3d"):
@@ -660,10 +660,213 @@ region_table.groupby(["region", "method"], sort=False)["rmse_mm"].mean().unstack
 """),
 ]
 
+NOTEBOOK_09 = [
+    markdown("""
+# 09 — Reconstruct your own photos
+
+The trained DF-MVR network of notebook 03 applied to photos. Each photo is prepared as in notebook 01 (68 landmarks,
+crop aligned to the face model's framing at the network's image size) and labelled by the frozen face parser of
+notebook 02 (the network's mask input); the network predicts the face and a pose per view; then a short
+**multi-view test-time refinement** fits the coefficients and poses to the photos with the training losses (photo,
+mask through the parser, 2D landmarks, regularisation; no 3D landmarks, which need ground truth). Views that are not
+given are black with empty masks, as in single-view training. The same pipeline is the command
+`dfmvr reconstruct LEFT FRONT RIGHT -o face.obj [--refine]` (see `dfmvr reconstruct --help`).
+
+First a synthetic test triplet, whose ground truth gives the error before and after refinement and per-region error
+maps; then your photos (`photos_dir`; skipped when the folder is absent), with widgets to pick a triplet, to turn the
+reconstructed face and to move its first identity and expression components.
+"""),
+    parameters('''data_dir = "../data"         # generated datasets and training runs (git-ignored)
+photos_dir = "../../shared/fixtures/real_multiview"   # a folder of photo triplets (skipped when absent)
+show_photos = None           # show the photos here and write their results under results_dir; None: yes, except
+                             # for the development fixtures (../shared), which may not be published
+checkpoint = None            # a finished reconstruction run directory; None: this profile's run of notebook 03
+refine_steps = None          # None: the command's default (40); 5 in the smoke profile
+ground_truth_mesh = None     # optional PLY (mm) of the photographed face, for an error map
+ground_truth_landmarks = None   # its 7 alignment points (text file, 7 x 3 mm) unless it has the model's topology
+'''),
+    code("""
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from IPython.display import display
+
+from dfmvr_lib import plots
+from dfmvr_lib.config import get_config
+from dfmvr_lib.data.synthetic import generate_benchmark
+from dfmvr_lib.evaluation import region_errors_table
+from dfmvr_lib.experiments import error_map_figure, evaluate_with_regions, load_synthetic_test_set
+from dfmvr_lib.parsing import pretrain_parser
+from dfmvr_lib.provenance import write_table
+from dfmvr_lib.reconstruction import (DEFAULT_REFINE_STEPS, load_reconstructor, overlay_figure, reconstruct_triplet,
+                                      save_reconstruction)
+from dfmvr_lib.training import make_batch, train_reconstruction
+
+figures = Path(results_dir) / "figures"
+tables = Path(results_dir) / "tables"
+runs = Path(data_dir) / "runs"
+steps = refine_steps if refine_steps is not None else (5 if profile == "smoke" else DEFAULT_REFINE_STEPS)
+if checkpoint is None:       # notebook 03's run of this profile: reused when finished, trained otherwise
+    config = get_config(profile)
+    root = generate_benchmark(Path(data_dir) / f"synthetic_{profile}_pixelface-like", config, "pixelface-like")
+    parser_run = pretrain_parser(config, root, runs_root=runs / "parser")
+    checkpoint = train_reconstruction(config, root, parser_run.run_dir, runs_root=runs / "reconstruction").run_dir
+reconstructor = load_reconstructor(checkpoint)
+config, model = reconstructor.config, reconstructor.model
+root = generate_benchmark(Path(data_dir) / f"synthetic_{config.profile}_pixelface-like", config, "pixelface-like")
+print(f"run {reconstructor.run_dir} ({config.profile} profile, {config.image_size} px), parser "
+      f"{reconstructor.parser_run_dir}; {steps} refinement steps")
+"""),
+    markdown("""
+## A synthetic test triplet: the error before and after refinement
+The first test triplet of the synthetic benchmark, reconstructed by the network and refined for `steps` steps. Errors
+follow the paper's protocol (front-face crop, 7-landmark similarity, ICP, point-to-plane distances from the ground
+truth), beside the mean face; the maps colour each ground-truth point by its distance, the table gives the rmse per
+face part. The refined mesh (PLY, mm), its coefficients and the overlay go to `results/reconstructions/`.
+"""),
+    code("""
+test = load_synthetic_test_set(root, model, limit=1)
+targets = make_batch(test.data, torch.tensor([0]))
+synthetic = reconstruct_triplet(reconstructor, targets, steps)
+with torch.no_grad():
+    network_vertices, _ = model(synthetic.network_coefficients.identity, synthetic.network_coefficients.expression)
+errors = {"mean face": evaluate_with_regions(model.mean_shape[None], model, test)[0],
+          "network": evaluate_with_regions(network_vertices, model, test)[0],
+          f"refined ({steps} steps)": evaluate_with_regions(synthetic.vertices, model, test)[0]}
+sample_id = test.sample_ids[0]
+plots.save_figure(overlay_figure(synthetic, targets, title=f"synthetic test triplet {sample_id}, refined"),
+                  figures / "09_synthetic_overlay.png")
+plots.save_figure(error_map_figure(errors, f"synthetic test triplet {sample_id}: distance from the ground truth"),
+                  figures / "09_synthetic_error_maps.png")
+save_reconstruction(reconstructor, synthetic, targets, Path(results_dir) / "reconstructions" / f"09_synthetic_{sample_id}.obj",
+                    mesh_formats=("ply",), title=f"synthetic test triplet {sample_id}, {steps} refinement steps",
+                    extra={"ground_truth_rmse_mm": {label: error.rmse_mm for label, error in errors.items()}})
+regions = pd.concat([region_errors_table([error], ids=test.sample_ids).assign(reconstruction=label)
+                     for label, error in errors.items()], ignore_index=True)
+write_table(regions, tables / "09_synthetic_region_errors.csv", config)
+losses = synthetic.fit.losses
+print(f"fitting loss {losses['total'].iloc[0]:.4f} (network) -> {losses['total'].iloc[-1]:.4f} (refined); "
+      + ", ".join(f"{label}: rmse {error.rmse_mm:.3f} mm" for label, error in errors.items()))
+regions.pivot_table(index="region", columns="reconstruction", values="rmse_mm", sort=False).round(3)
+"""),
+    code("""
+axis = losses.plot(x="step", y=["total", "photo", "mask"], logy=True, figsize=(5, 3),
+                   title="refinement of the synthetic triplet: fitting loss per step")
+plots.save_figure(axis.figure, figures / "09_refinement_loss.png")
+"""),
+    markdown("""
+## Your photos
+Triplets in `photos_dir` and its sub-folders (layouts of `dfmvr_lib.data.photos.discover_photos`: `0/ 1/ 2/`
+view folders, or `*_left / *_front / *_right` names). Pick a folder and a triplet with the widgets and press
+"reconstruct"; run headless, the notebook reconstructs the first triplet and writes its mesh (PLY, mm), coefficients
+and overlay to `reconstructions/` under `results_dir` (under `data_dir` when `show_photos` is off, and the overlays
+are then not shown here). Warnings flag views that look like different people or swapped sides.
+"""),
+    code("""
+from dfmvr_lib.data.alignment import alignment_template
+from dfmvr_lib.data.landmarks import default_landmark_detector
+from dfmvr_lib.data.photos import PhotoPreparer
+from dfmvr_lib.reconstruction import (ParserLabels, photo_triplets, prepare_views, triplet_chooser,
+                                      view_consistency_warnings)
+
+photo_folder = Path(photos_dir) if photos_dir else None
+triplets = photo_triplets(photo_folder) if photo_folder is not None and photo_folder.is_dir() else []
+if show_photos is None:
+    show_photos = photo_folder is None or "shared/fixtures" not in photo_folder.resolve().as_posix()
+photo_outputs = (Path(results_dir) if show_photos else Path(data_dir)) / "reconstructions"
+photo_results = {}
+if not triplets:
+    print(f"no photo triplets in photos_dir={photos_dir!r}: the photo part is skipped")
+else:
+    labels = ParserLabels(reconstructor.parser, reconstructor.parser_run_dir.name) if reconstructor.parser else None
+    preparer = PhotoPreparer(detector=default_landmark_detector(verbose=False), template=alignment_template(model),
+                             output_size=config.image_size, parse_provider=labels,
+                             cache_dir=Path(data_dir) / ".cache" / "photos")
+
+    def reconstruct_photos(group):
+        prepared = prepare_views(group.files, preparer)
+        warnings = view_consistency_warnings(prepared.files, [p.landmarks if p else None for p in prepared.photos])
+        for message in warnings:
+            print("warning:", message)
+        result = reconstruct_triplet(reconstructor, prepared.targets, steps)
+        total = result.fit.losses["total"]
+        print(f"{group.name}: fitting loss {total.iloc[0]:.4f} (network) -> {total.iloc[-1]:.4f} ({steps} steps)")
+        written = save_reconstruction(reconstructor, result, prepared.targets, photo_outputs / f"09_{group.name}.obj",
+                                      files=prepared.files, mesh_formats=("ply",), warnings=warnings,
+                                      title=f"{group.name}: {reconstructor.run_dir.name} + {steps} refinement steps")
+        print("wrote", *written, sep="\\n  ")
+        if show_photos:
+            overlay_figure(result, prepared.targets, prepared.view_names, title=f"{group.name}, refined")
+            plt.show()
+        photo_results[group.name] = (prepared, result)
+
+    display(triplet_chooser(photo_folder, reconstruct_photos))
+"""),
+    code("""
+if triplets:
+    group = triplets[0]
+    reconstruct_photos(group)
+    prepared, photo_result = photo_results[group.name]
+    views = pd.DataFrame({"triplet": group.name, "view": ["left", "front", "right"],
+                          "given": [f is not None for f in prepared.files],
+                          "yaw_degrees": photo_result.coefficients.angles[0, :, 1].rad2deg().numpy(),
+                          "translation_z_mm": photo_result.coefficients.translation[0, :, 2].numpy(),
+                          "fitting_loss_network": photo_result.fit.losses["total"].iloc[0],
+                          "fitting_loss_refined": photo_result.fit.losses["total"].iloc[-1]})
+    write_table(views, tables / "09_photo_reconstruction.csv", config)
+    display(views.round(3))
+"""),
+    markdown("""
+## Turn the face, move its first components
+The reconstruction rendered by the workbook's renderer at five yaws; below, sliders for the view angle and the first
+identity and expression components re-render it (live in JupyterLab; a static notebook shows the first frame). It is
+the first photo triplet when `show_photos` is on, else the synthetic triplet.
+"""),
+    code("""
+from dfmvr_lib.reconstruction import coefficient_explorer, mesh_view_figure
+
+if photo_results and show_photos:
+    shown_name, (_, shown) = next(iter(photo_results.items()))
+else:
+    shown_name, shown = f"synthetic test triplet {sample_id}", synthetic
+figure = mesh_view_figure(model, shown.coefficients, yaws_degrees=(-60, -30, 0, 30, 60), image_size=224,
+                          title=shown_name)
+plots.save_figure(figure, figures / "09_reconstruction_views.png")
+display(coefficient_explorer(model, shown.coefficients, image_size=224))
+"""),
+    markdown("""
+## Against a ground-truth mesh of your face
+With `ground_truth_mesh` (a PLY in mm; plus `ground_truth_landmarks`, its 7 alignment points, unless it has the
+model's topology): the paper's protocol on the first photo triplet, its error map and, for model-topology meshes,
+the per-region errors.
+"""),
+    code("""
+if ground_truth_mesh and photo_results:
+    import numpy as np
+
+    from dfmvr_lib.data.mesh_io import read_ply
+    from dfmvr_lib.reconstruction import evaluate_against_mesh
+
+    gt_vertices, gt_triangles = read_ply(ground_truth_mesh)
+    gt_landmarks = np.loadtxt(ground_truth_landmarks) if ground_truth_landmarks else None
+    name, (_, photo_result) = next(iter(photo_results.items()))
+    error = evaluate_against_mesh(model, photo_result.vertices[0], gt_vertices, gt_triangles, gt_landmarks)
+    plots.save_figure(error_map_figure({name: error}, f"{name} against {Path(ground_truth_mesh).name}"),
+                      figures / "09_photo_error_map.png")
+    write_table(region_errors_table([error], ids=[name]), tables / "09_photo_region_errors.csv", config)
+    print(f"rmse {error.rmse_mm:.3f} mm, mean {error.mean_mm:.3f} mm over {error.n_points} ground-truth points")
+else:
+    print("no ground_truth_mesh (or no photo reconstruction): nothing to compare with")
+"""),
+]
+
 NOTEBOOKS = {"00_face_model_and_renderer.ipynb": NOTEBOOK_00, "01_data_prep.ipynb": NOTEBOOK_01,
              "02_parser_pretraining.ipynb": NOTEBOOK_02, "03_training.ipynb": NOTEBOOK_03,
              "04_comparison.ipynb": NOTEBOOK_04, "05_single_view.ipynb": NOTEBOOK_05, "06_ablation.ipynb": NOTEBOOK_06,
-             "07_sensitivity.ipynb": NOTEBOOK_07, "08_robustness.ipynb": NOTEBOOK_08}
+             "07_sensitivity.ipynb": NOTEBOOK_07, "08_robustness.ipynb": NOTEBOOK_08,
+             "09_reconstruct_your_photos.ipynb": NOTEBOOK_09}
 
 
 def build() -> None:

@@ -11,11 +11,11 @@ from .paper_numbers import PAPER_RMSE_MM, paper_rmse
 from .runner import (TestSet, evaluate_vertices, evaluate_with_regions, load_synthetic_test_set, per_sample_errors, predict_vertices,
                      summary_row)
 from .report import comparison_figure, error_map_figure, ordering_statement, sensitivity_figure
-from .tables import (ALL_VIEWS, FRONT_ONLY, RowSpec, evaluate_method, paired_comparison, run_table, table_rows,
-                     test_choices, train_method)
+from .tables import (ALL_VIEWS, FRONT_ONLY, RowSpec, evaluate_mean_face, evaluate_method, paired_comparison, run_table, table_rows,
+                     test_choices, train_method, train_methods)
 
 __all__ = ["ABLATION_VERSIONS", "ALL_VIEWS", "FRONT_ONLY", "METHOD_LABELS", "METHODS", "PAPER_RMSE_MM", "RowSpec", "TestSet",
-           "evaluate_method", "evaluate_vertices", "evaluate_with_regions", "is_single_image", "load_synthetic_test_set", "method_config",
+           "evaluate_mean_face", "evaluate_method", "evaluate_vertices", "evaluate_with_regions", "is_single_image", "load_synthetic_test_set", "method_config",
            "paired_comparison", "paper_rmse", "per_sample_errors", "predict_vertices", "summary_row", "table_rows",
-           "test_choices", "train_method", "comparison_figure", "error_map_figure", "ordering_statement",
+           "test_choices", "train_method", "train_methods", "comparison_figure", "error_map_figure", "ordering_statement",
            "run_table", "sensitivity_figure"]

@@ -49,7 +49,7 @@ ABLATION_VERSIONS = {"v1_cnn": "v1_cnn", "v2_unet": "v2_unet", "v3_resnet": "v3_
 METHOD_LABELS = {"dfmvr": "DF-MVR (ours)", "dfmvr_no_l3d": "DF-MVR w/o L_3d", "v1_cnn": "v1: CNN + RedNet",
                  "v2_unet": "v2: UNet + RedNet", "v3_resnet": "v3: Tri-UNet + ResNet", "v4_no_mask": "v4: no face mask",
                  "dfmvr_single_view": "DF-MVR single-view", "deng": "Deng et al. (Deep3DFace)",
-                 "shang": "Shang et al. (MGCNet)"}
+                 "shang": "Shang et al. (MGCNet)", "mean_face": "mean face (untrained network)"}
 
 
 def is_single_image(name: str) -> bool:
@@ -59,10 +59,13 @@ def is_single_image(name: str) -> bool:
 
 def method_config(profile: str, name: str, seed: int = 0, overrides: dict[str, Any] | None = None) -> WorkbookConfig:
     """The configuration of method ``name`` in ``profile`` with ``seed``, plus optional extra ``overrides``
-    (e.g. loss weights of the sensitivity sweep)."""
+    (e.g. loss weights of the sensitivity sweep); trained for ``experiments.training_steps`` when the profile sets
+    it."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
-    return get_config(profile, {**METHODS[name], "seed": seed, **(overrides or {})})
+    steps = get_config(profile).experiments.training_steps
+    schedule = {"training.steps": steps} if steps is not None else {}
+    return get_config(profile, {**schedule, **METHODS[name], "seed": seed, **(overrides or {})})
 
 
 __all__ = ["ABLATION_VERSIONS", "METHODS", "METHOD_LABELS", "is_single_image", "method_config"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
@@ -27,6 +28,55 @@ def train_method(profile: str, method: str, dataset_root: str | os.PathLike, par
     uses_parser = config.losses.use_mask and config.losses.mask > 0
     return train_reconstruction(config, dataset_root, parser_run_dir if uses_parser else None, runs_root=runs_root,
                                 progress=progress, description=f"{method} seed {seed}")
+
+
+def _train_job(job: tuple) -> str:
+    """Worker of :func:`train_methods`: train one (method, seed) with ``threads`` torch threads, return its run dir."""
+    import torch
+
+    profile, method, dataset_root, parser_run_dir, seed, runs_root, overrides, threads = job
+    torch.set_num_threads(threads)
+    run = train_method(profile, method, dataset_root, parser_run_dir, seed, runs_root, overrides, progress=False)
+    return str(run.run_dir)
+
+
+def train_methods(jobs: Sequence[tuple[str, int, dict[str, Any] | None]], *, profile: str, dataset_root,
+                  parser_run_dir, runs_root, workers: int = 1, progress: bool = True) -> list[str]:
+    """Train (or reuse) several ``(method, seed, overrides)`` runs, ``workers`` at a time in separate processes.
+
+    Each worker process uses ``torch.get_num_threads() // workers`` threads (at least one); side by side pays off
+    on machines with more cores than one training keeps busy (on 2 cores one two-thread training at a time is
+    faster, so the cpu profile trains one at a time). Runs already finished are reused without starting a
+    process; an interrupted run resumes from its checkpoint as usual. Returns the run directories in ``jobs``
+    order.
+    """
+    import multiprocessing
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..runs import run_hash
+    from ..training.loop import DONE, run_key
+
+    def run_directory(method: str, seed: int, overrides) -> Path:
+        config = method_config(profile, method, seed, overrides)
+        uses_parser = config.losses.use_mask and config.losses.mask > 0
+        return Path(runs_root) / run_hash(run_key(config, dataset_root, parser_run_dir if uses_parser else None))
+
+    threads = max(1, torch.get_num_threads() // max(1, workers))
+    todo = [(profile, method, str(dataset_root), str(parser_run_dir) if parser_run_dir is not None else None, seed,
+             str(runs_root), overrides, threads)
+            for method, seed, overrides in jobs if not (run_directory(method, seed, overrides) / DONE).is_file()]
+    if workers > 1 and len(todo) > 1:
+        context = multiprocessing.get_context("spawn")     # fresh interpreters: no forked OpenMP / numba state
+        with context.Pool(min(workers, len(todo))) as pool:
+            for _ in tqdm(pool.imap_unordered(_train_job, todo), total=len(todo), disable=not progress,
+                          desc=f"training {len(todo)} runs, {workers} at a time"):
+                pass
+    else:
+        for job in todo:
+            train_method(*job[:7], progress=progress)
+    return [str(run_directory(method, seed, overrides)) for method, seed, overrides in jobs]
 
 
 def evaluate_method(profile: str, method: str, dataset_root: str | os.PathLike, parser_run_dir,
@@ -56,15 +106,21 @@ def test_choices(method: str) -> tuple[str, ...]:
 
 
 def table_rows(errors: pd.DataFrame, *, table: str, method: str, setting: str, profile: str,
-               paper_row: str | None = None, overrides: dict[str, Any] | None = None) -> list[dict]:
-    """Summary rows (one per test choice) of :func:`evaluate_method`'s output, with the paper's number beside."""
+               paper_row: str | None = None, overrides: dict[str, Any] | None = None,
+               choices: dict[str, str] | None = None) -> list[dict]:
+    """Summary rows (one per test choice) of :func:`evaluate_method`'s output, with the paper's number beside.
+
+    ``choices`` maps a :func:`per_sample_errors` choice to the row's ``test_input`` label (default: every choice
+    of :func:`test_choices`, labelled by its name), e.g. ``{"B": "front view B alone"}`` for a baseline's front
+    view; only best-view and fused rows carry the paper's number."""
     seeds = sorted(errors["seed"].unique().tolist())
     config = method_config(profile, method, seeds[0], overrides)
+    choices = choices or {choice: choice for choice in test_choices(method)}
     rows = []
-    for choice in test_choices(method):
+    for choice, label in choices.items():
         per_seed = [per_sample_errors(errors[errors["seed"] == seed], choice) for seed in seeds]
-        paper = "none" if choice == "mean_over_views" else paper_row   # the paper reports the best view only
-        rows.append(summary_row(per_seed, table=table, method=method, setting=setting, test_choice=choice,
+        paper = paper_row if choice in ("fused", "best_view") else "none"   # the paper reports the best view only
+        rows.append(summary_row(per_seed, table=table, method=method, setting=setting, test_choice=label,
                                 config=config, seeds=seeds, paper_row=paper))
     return rows
 
@@ -109,12 +165,20 @@ class RowSpec:
 
 
 def run_table(table: str, setting: str, specs: Sequence[RowSpec], *, profile: str, dataset_root, parser_run_dir,
-              seeds: Sequence[int], runs_root, test_set: TestSet,
+              seeds: Sequence[int], runs_root, test_set: TestSet, parallel_trainings: int = 1,
+              mean_face_row: bool = False,
               progress: bool = True) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Train / reuse and evaluate every row of a table; returns ``(summary rows, {spec.key: per-sample errors})``.
 
-    Rows whose input views are not all three say which views the network saw in ``test_input`` (e.g.
-    ``"fused, views B"``)."""
+    The missing training runs of the whole table are trained first, ``parallel_trainings`` at a time
+    (:func:`train_methods`). Rows whose input views are not all three say which views the network saw in
+    ``test_input`` (e.g. ``"fused, views B"``). ``mean_face_row`` adds the reference row ``mean_face``: the
+    model's mean shape (what every network predicts before training) through the same protocol."""
+    jobs = list(dict.fromkeys((spec.method, seed, tuple(sorted((spec.overrides or {}).items())))
+                              for spec in specs for seed in seeds))
+    train_methods([(method, seed, dict(overrides) or None) for method, seed, overrides in jobs], profile=profile,
+                  dataset_root=dataset_root, parser_run_dir=parser_run_dir, runs_root=runs_root,
+                  workers=parallel_trainings, progress=progress)
     rows, errors = [], {}
     for spec in specs:
         result = evaluate_method(profile, spec.method, dataset_root, parser_run_dir, seeds, runs_root, test_set,
@@ -127,8 +191,24 @@ def run_table(table: str, setting: str, specs: Sequence[RowSpec], *, profile: st
             if spec.overrides:
                 row["overrides"] = ", ".join(f"{k}={v}" for k, v in sorted(spec.overrides.items()))
             rows.append(row)
+    if mean_face_row:
+        result = evaluate_mean_face(profile, test_set, progress)
+        errors["mean_face"] = result
+        rows.append(summary_row([per_sample_errors(result, "fused")], table=table, method="mean_face",
+                                setting=setting, test_choice="fused", config=method_config(profile, "dfmvr"),
+                                seeds=[], paper_row="none"))
     return pd.DataFrame(rows), errors
 
 
+def evaluate_mean_face(profile: str, test_set: TestSet, progress: bool = True) -> pd.DataFrame:
+    """Per-sample errors of the face model's mean shape on ``test_set`` (the reference every method must beat;
+    column ``seed`` is -1)."""
+    model = load_face_model(method_config(profile, "dfmvr").face_model)
+    vertices = model.mean_shape.detach().expand(len(test_set), 1, -1, -1)
+    errors = evaluate_vertices(vertices, model, test_set, progress=progress)
+    errors.insert(0, "seed", -1)
+    return errors
+
+
 __all__ = ["ALL_VIEWS", "FRONT_ONLY", "RowSpec", "evaluate_method", "paired_comparison", "run_table", "table_rows",
-           "test_choices", "train_method"]
+           "test_choices", "train_method", "train_methods", "evaluate_mean_face"]

@@ -1,0 +1,228 @@
+"""The ``dfmvr`` command (installed with the package; also ``python -m dfmvr_lib.cli``).
+
+    dfmvr reconstruct LEFT FRONT RIGHT -o face.obj            # three views
+    dfmvr reconstruct FRONT -o face.obj                       # one view (single-view input)
+    dfmvr reconstruct A.jpg C.jpg --views left,right -o face.obj
+    dfmvr reconstruct LEFT FRONT RIGHT --refine -o face.obj   # + multi-view test-time fitting
+
+Exit status: 0 done (warnings may have been printed); 2 wrong usage (options, number of files, view names, output
+name); 3 a photo cannot be used (missing, unreadable, no face found); 4 no trained run to reconstruct with; 5 the
+outputs could not be written (nothing is left behind).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_BAD_INPUT = 3
+EXIT_NO_CHECKPOINT = 4
+EXIT_WRITE_FAILED = 5
+
+RECONSTRUCT_DESCRIPTION = """\
+Reconstruct a 3D face from 1-3 photos of one person (left, front, right view) with a trained DF-MVR run.
+
+Each photo goes through the workbook's photo pipeline (68 landmarks with dlib's offline detector, or FAN when its
+weights are cached; crop aligned to the face model's framing at the network's image size; face-part labels from the
+training run's frozen parser), then the network predicts the morphable-model coefficients of the face and a pose per
+view. With --refine the coefficients and poses are then fitted to the photos with the training losses (photo, mask,
+2D landmarks, regularisation). Views that are not given are black with empty parse maps, as in single-view training.
+
+Writes, named after -o face.obj: face.obj and face.ply (mesh with vertex colours, millimetres, head frame: x right,
+y up, z out of the face), face_coefficients.json and face_coefficients.npz (coefficients, per-view pose in radians
+and mm, landmarks, fitting losses, input files, run directories), face_overlay.png (inputs, renders over them,
+landmarks: red = reconstruction, green = detected). Nothing is written when anything fails.
+"""
+
+RECONSTRUCT_EPILOG = """\
+checkpoint: by default the run that notebooks 02-03 (`make main`) train for --profile (cpu) under --data-dir, found
+by its run key without training. Pass --checkpoint RUN_DIR for another finished run (a directory with final.pt and
+done.json); its parser run is looked up in ../parser/ beside it unless --parser names it.
+
+exit status: 0 done (warnings may have been printed), 2 wrong usage, 3 a photo cannot be used (missing,
+unreadable, no face found), 4 no trained run to reconstruct with, 5 the outputs could not be written.
+
+examples:
+  dfmvr reconstruct me_left.jpg me_front.jpg me_right.jpg -o me.obj
+  dfmvr reconstruct me_front.jpg -o me.obj
+  dfmvr reconstruct me_left.jpg me_right.jpg --views left,right --refine 60 -o me.obj
+"""
+
+
+def _progress(quiet: bool):
+    def say(message: str) -> None:
+        if not quiet:
+            print(message, file=sys.stderr, flush=True)
+    return say
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``dfmvr`` argument parser (subcommand ``reconstruct``)."""
+    from .config import PROFILE_NAMES
+    from .reconstruction.defaults import COLOUR_MODES, DEFAULT_REFINE_STEPS
+
+    parser = argparse.ArgumentParser(prog="dfmvr", description="DF-MVR workbench: multi-view 3D face reconstruction.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    reconstruct = commands.add_parser("reconstruct", help="3D face from 1-3 photos (left, front, right)",
+                                      description=RECONSTRUCT_DESCRIPTION, epilog=RECONSTRUCT_EPILOG,
+                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    reconstruct.add_argument("images", nargs="*", metavar="IMAGE",
+                             help="1-3 photos: LEFT FRONT RIGHT for three; a single photo is the front view; two "
+                                  "need --views")
+    reconstruct.add_argument("-o", "--output", default="face.obj", metavar="FACE.obj",
+                             help="the OBJ mesh to write; the PLY, coefficient and overlay files are named after it "
+                                  "(default: %(default)s)")
+    reconstruct.add_argument("--views", metavar="V1,V2,..",
+                             help="which view each photo is, comma-separated from left, front, right, in the order of "
+                                  "the photos (default: left,front,right for three photos, front for one)")
+    reconstruct.add_argument("--refine", nargs="?", type=int, const=DEFAULT_REFINE_STEPS, default=0, metavar="N",
+                             help="after the network, fit the coefficients and per-view poses to the photos for N "
+                                  f"Adam steps (--refine alone: {DEFAULT_REFINE_STEPS}, under 20 s for 3 views at "
+                                  "224 px on 2 CPU cores; default: no refinement)")
+    reconstruct.add_argument("--checkpoint", type=Path, metavar="RUN_DIR",
+                             help="a finished reconstruction run directory (default: the --profile run of the "
+                                  "notebooks under --data-dir)")
+    reconstruct.add_argument("--parser", type=Path, metavar="RUN_DIR",
+                             help="the finished parser run to use (default: the one the checkpoint was trained with)")
+    reconstruct.add_argument("--profile", default="cpu", choices=PROFILE_NAMES,
+                             help="whose default run to use when --checkpoint is not given (default: %(default)s)")
+    reconstruct.add_argument("--data-dir", type=Path, metavar="DIR",
+                             help="where the notebooks keep datasets and runs (default: <repository>/data)")
+    reconstruct.add_argument("--colours", default="shaded", choices=COLOUR_MODES,
+                             help="mesh vertex colours: the albedo lit by the fitted light (shaded) or the albedo "
+                                  "alone (default: %(default)s)")
+    reconstruct.add_argument("--detector", default="auto", choices=("auto", "dlib", "fan"),
+                             help="68-point landmark detector: auto = FAN when its weights are in the torch hub cache, "
+                                  "else dlib (offline) (default: %(default)s)")
+    reconstruct.add_argument("--parse-maps", default="parser", choices=("parser", "polygons"),
+                             help="face-part labels of the photos: the training run's frozen parser, or polygons "
+                                  "between the landmarks (default: %(default)s)")
+    reconstruct.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's choice)")
+    reconstruct.add_argument("-q", "--quiet", action="store_true", help="no progress messages (warnings still shown)")
+    reconstruct.set_defaults(handler=reconstruct_command, command_parser=reconstruct)
+    return parser
+
+
+def _detector(name: str):
+    from .data.landmarks import DlibLandmarkDetector, FanLandmarkDetector, default_landmark_detector
+
+    if name == "dlib":
+        return DlibLandmarkDetector()
+    if name == "fan":
+        return FanLandmarkDetector()
+    return default_landmark_detector(verbose=False)
+
+
+def reconstruct_command(args: argparse.Namespace) -> int:
+    """``dfmvr reconstruct``: see :data:`RECONSTRUCT_DESCRIPTION`. Usage errors exit through
+    ``args.command_parser.error`` (status 2)."""
+    say = _progress(args.quiet)
+    command: argparse.ArgumentParser = args.command_parser
+    if not 1 <= len(args.images) <= 3:
+        command.error(f"give 1, 2 or 3 photos (left, front, right); got {len(args.images)}")
+    if args.refine < 0:
+        command.error(f"--refine must be >= 0, got {args.refine}")
+    if args.threads is not None and args.threads < 1:
+        command.error(f"--threads must be >= 1, got {args.threads}")
+
+    from .reconstruction.export import OutputPaths
+    from .reconstruction.inputs import InputError, assign_views
+
+    views = args.views.split(",") if args.views else None
+    try:
+        files = assign_views(args.images, views)
+        outputs = OutputPaths.for_mesh(args.output)
+    except (InputError, ValueError) as error:
+        command.error(str(error))
+    for view, file in zip(("left", "front", "right"), files):
+        if file is not None and not file.is_file():
+            problem = "a folder, not a photo" if file.is_dir() else "no such file"
+            print(f"error: {file}: {problem} ({view} view)", file=sys.stderr)
+            return EXIT_BAD_INPUT
+
+    import torch
+
+    from .data.landmarks import LandmarkDetectorUnavailable
+    from .data.photos import PhotoPreparer
+    from .data.alignment import alignment_template
+    from .reconstruction.checkpoints import CheckpointNotFound, default_checkpoint, load_reconstructor
+    from .reconstruction.inputs import ParserLabels, prepare_views, view_consistency_warnings
+    from .reconstruction.pipeline import reconstruct_triplet, save_reconstruction
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    began = time.perf_counter()
+    say("[1/4] loading the trained run")
+    try:
+        run_dir = args.checkpoint if args.checkpoint is not None else default_checkpoint(args.profile, args.data_dir)
+        reconstructor = load_reconstructor(run_dir, args.parser)
+    except (CheckpointNotFound, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_NO_CHECKPOINT
+    say(f"      {reconstructor.run_dir} ({reconstructor.config.profile} profile, {reconstructor.image_size} px); "
+        f"parser {reconstructor.parser_run_dir}")
+    warnings: list[str] = []
+    if reconstructor.parser is None:
+        warnings.append(f"the parser run of {reconstructor.run_dir} was not found (pass --parser RUN_DIR): parse maps "
+                        "come from landmark polygons and the refinement runs without the mask loss")
+    given = sum(file is not None for file in files)
+    if given < 3 and not reconstructor.config.training.single_view_mode:
+        warnings.append(f"{given} of 3 views given: the missing views are black with empty parse maps (as in "
+                        "single-view training), but this run was trained with all three views "
+                        "(training.single_view_mode off), so expect a rougher face")
+
+    say("[2/4] preparing the photos (landmarks, aligned crop, face-part labels)")
+    try:
+        use_parser = args.parse_maps == "parser" and reconstructor.parser is not None
+        provider = ParserLabels(reconstructor.parser, reconstructor.parser_run_dir.name) if use_parser else None
+        preparer = PhotoPreparer(detector=_detector(args.detector), template=alignment_template(reconstructor.model),
+                                 output_size=reconstructor.image_size, parse_provider=provider, use_cache=False)
+        prepared = prepare_views(files, preparer, progress=lambda message: say(f"      {message}"))
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except LandmarkDetectorUnavailable as error:
+        print(f"error: no landmark detector: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    warnings += view_consistency_warnings(prepared.files, [p.landmarks if p is not None else None
+                                                           for p in prepared.photos])
+    for message in warnings:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+    say(f"[3/4] reconstructing{f' and refining ({args.refine} steps)' if args.refine else ''}")
+    result = reconstruct_triplet(reconstructor, prepared.targets, args.refine, progress=not args.quiet)
+    losses = result.fit.losses["total"]
+    if args.refine:
+        say(f"      fitting loss {losses.iloc[0]:.4f} (network) -> {losses.iloc[-1]:.4f} (refined)")
+
+    say(f"[4/4] writing {outputs.obj} and beside it")
+    title = (f"{reconstructor.run_dir.name} ({reconstructor.config.profile})"
+             + (f" + {args.refine} refinement steps" if args.refine else ""))
+    try:
+        written = save_reconstruction(
+            reconstructor, result, prepared.targets, outputs.obj, files=files, colours=args.colours,
+            warnings=warnings, title=title,
+            extra={"detector": [p.detector if p is not None else None for p in prepared.photos],
+                   "parse_maps": "parser" if use_parser else "landmark polygons"})
+    except OSError as error:
+        print(f"error: could not write the outputs next to {outputs.obj} ({error}); nothing was written",
+              file=sys.stderr)
+        return EXIT_WRITE_FAILED
+    for path in written:
+        say(f"      {path}")
+    say(f"done in {time.perf_counter() - began:.1f} s")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``dfmvr`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

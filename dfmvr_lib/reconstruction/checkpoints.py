@@ -1,0 +1,173 @@
+"""Which trained run reconstructs: the workbook's default run of a profile, found without training, or a run
+directory the user names; and loading it with its frozen face parser.
+
+The default run is the one notebook 03 trains (``make main`` for the ``cpu`` profile)::
+
+    root       = generate_benchmark(<data_dir>/synthetic_<profile>_pixelface-like, config, "pixelface-like")
+    parser_run = pretrain_parser(config, root, runs_root=<data_dir>/runs/parser)
+    run        = train_reconstruction(config, root, parser_run.run_dir, runs_root=<data_dir>/runs/reconstruction)
+
+Both run directories are keyed by hashes of what they depend on (:func:`dfmvr_lib.parsing.training.run_key`,
+:func:`dfmvr_lib.training.loop.run_key`), so they can be located by computing the same keys. The benchmark's
+generator settings enter the keys; when the benchmark folder is gone (deleted to save space) they are recomputed
+from the configuration (:meth:`~dfmvr_lib.data.synthetic_settings.SyntheticSettings.from_config`), which gives the
+same values.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..camera import PerspectiveCamera
+from ..config import WorkbookConfig, get_config
+from ..face_model.base import MorphableModel
+from ..provenance import REPOSITORY_ROOT
+from ..runs import read_dataset_settings, run_hash
+
+DEFAULT_PROFILE = "cpu"
+DEFAULT_PRESET = "pixelface-like"
+FINISHED_FILES = ("final.pt", "done.json")
+
+
+def default_data_dir() -> Path:
+    """``<repository>/data``: where the notebooks keep benchmarks and training runs (``data_dir="../data"``)."""
+    return REPOSITORY_ROOT / "data"
+
+
+class CheckpointNotFound(FileNotFoundError):
+    """No finished training run where one was expected; the message says how to make or name one."""
+
+
+def _dataset_settings(config: WorkbookConfig, dataset_root: Path, preset: str):
+    from ..data.synthetic_settings import SyntheticSettings
+
+    recorded = read_dataset_settings(dataset_root)
+    return recorded if recorded is not None else SyntheticSettings.from_config(config, preset).to_dict()
+
+
+@dataclass(frozen=True)
+class DefaultRuns:
+    """The keyed run directories of a profile's default training (they may not exist yet)."""
+
+    profile: str
+    dataset_root: Path
+    parser_run_dir: Path
+    reconstruction_run_dir: Path
+
+
+def default_runs(profile: str = DEFAULT_PROFILE, data_dir: str | os.PathLike | None = None,
+                 preset: str = DEFAULT_PRESET) -> DefaultRuns:
+    """Where notebooks 02 and 03 put the parser and reconstruction runs of ``profile`` (computed, nothing is
+    trained or read besides the benchmark's ``settings.json`` when present)."""
+    from ..parsing.training import run_key as parser_run_key
+    from ..training.loop import run_key as reconstruction_run_key
+
+    config = get_config(profile)
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    runs = data_dir / "runs"
+    dataset_root = data_dir / f"synthetic_{profile}_{preset}"
+    settings = _dataset_settings(config, dataset_root, preset)
+    parser_key = parser_run_key(config, dataset_root)
+    parser_key["dataset_settings"] = settings
+    parser_run_dir = runs / "parser" / run_hash(parser_key)
+    reconstruction_key = reconstruction_run_key(config, dataset_root, parser_run_dir)
+    reconstruction_key["dataset"] = settings
+    return DefaultRuns(profile, dataset_root, parser_run_dir, runs / "reconstruction" / run_hash(reconstruction_key))
+
+
+def is_finished(run_dir: str | os.PathLike) -> bool:
+    """True when ``run_dir`` holds a finished run (``final.pt`` and ``done.json``)."""
+    return all((Path(run_dir) / name).is_file() for name in FINISHED_FILES)
+
+
+def default_checkpoint(profile: str = DEFAULT_PROFILE, data_dir: str | os.PathLike | None = None) -> Path:
+    """The finished default reconstruction run of ``profile``; :class:`CheckpointNotFound` with instructions when
+    it has not been trained."""
+    runs = default_runs(profile, data_dir)
+    if not is_finished(runs.reconstruction_run_dir):
+        raise CheckpointNotFound(
+            f"no trained {profile}-profile reconstruction run at {runs.reconstruction_run_dir} (it needs final.pt "
+            f"and done.json). Train it by running notebooks 02 and 03 with profile={profile!r} (for the cpu profile: "
+            "`make main`, or `python -m dfmvr_lib.run_notebooks --profile cpu --only 01 02 03`), or pass "
+            "--checkpoint RUN_DIR with a finished run directory.")
+    return runs.reconstruction_run_dir
+
+
+def parser_run_of(run_dir: str | os.PathLike) -> Path | None:
+    """The finished parser run a reconstruction run was trained with, looked up by the name recorded in its
+    ``run.json`` in ``<runs>/parser/`` beside ``<runs>/reconstruction/`` (the notebooks' layout) and in
+    ``<run_dir>/../parser/``; None when the run recorded none or it is not found."""
+    run_dir = Path(run_dir)
+    info = run_dir / "run.json"
+    if not info.is_file():
+        return None
+    name = json.loads(info.read_text()).get("parser_run")
+    if not name:
+        return None
+    for candidate in (run_dir.parent.parent / "parser" / name, run_dir.parent / "parser" / name):
+        if is_finished(candidate):
+            return candidate
+    return None
+
+
+@dataclass
+class Reconstructor:
+    """A trained network with everything needed around it.
+
+    network: :class:`~dfmvr_lib.networks.DFMVRNet` in eval mode; config: its training configuration; model and
+    camera: the morphable model and the camera of its images (``config.image_size`` pixels); parser: the frozen face
+    parser of its training run, or None when it was not found; run_dir / parser_run_dir: where they came from.
+    """
+
+    network: torch.nn.Module
+    config: WorkbookConfig
+    model: MorphableModel
+    camera: PerspectiveCamera
+    parser: torch.nn.Module | None
+    run_dir: Path
+    parser_run_dir: Path | None
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+
+def load_reconstructor(run_dir: str | os.PathLike, parser_run_dir: str | os.PathLike | None = None) -> Reconstructor:
+    """Load a finished reconstruction run and its frozen parser.
+
+    Args:
+        run_dir: a finished run directory of :func:`dfmvr_lib.training.train_reconstruction`.
+        parser_run_dir: the parser run; default :func:`parser_run_of` (None when not found: the caller decides
+            whether to go on without it).
+    Raises:
+        CheckpointNotFound when ``run_dir`` (or an explicit ``parser_run_dir``) is not a finished run;
+        ValueError for a one-face-per-view baseline network (the reconstruction needs a multi-view network).
+    """
+    from ..face_model.factory import load_face_model
+    from ..parsing import frozen_parser, load_run_model
+    from ..training.loop import load_trained_network
+
+    run_dir = Path(run_dir)
+    if not is_finished(run_dir):
+        raise CheckpointNotFound(f"{run_dir} is not a finished reconstruction run (it needs final.pt and done.json); "
+                                 "pass the directory of a run that train_reconstruction finished")
+    network, config = load_trained_network(run_dir)
+    if config.network.backbone == "single_image":
+        raise ValueError(f"{run_dir} holds a one-image-per-view baseline network ({config.network.regressor}); "
+                         "reconstruction needs a multi-view DF-MVR run")
+    if parser_run_dir is None:
+        parser_run_dir = parser_run_of(run_dir)
+    elif not is_finished(parser_run_dir):
+        raise CheckpointNotFound(f"{parser_run_dir} is not a finished parser run (it needs final.pt and done.json)")
+    parser = frozen_parser(load_run_model(parser_run_dir)) if parser_run_dir is not None else None
+    return Reconstructor(network=network, config=config, model=load_face_model(config.face_model),
+                         camera=PerspectiveCamera.from_config(config), parser=parser, run_dir=run_dir,
+                         parser_run_dir=Path(parser_run_dir) if parser_run_dir is not None else None)
+
+
+__all__ = ["CheckpointNotFound", "DEFAULT_PROFILE", "DefaultRuns", "Reconstructor", "default_checkpoint",
+           "default_data_dir", "default_runs", "is_finished", "load_reconstructor", "parser_run_of"]

@@ -1,0 +1,209 @@
+"""One reconstruction from prepared views: network prediction (:func:`dfmvr_lib.training.reconstruct`), optional
+multi-view refinement (:func:`~dfmvr_lib.reconstruction.fitting.refine_reconstruction`), and the files that record
+it (:func:`save_reconstruction`)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..provenance import provenance
+from ..scene import FaceCoefficients, FaceRender
+from ..training.data import TrainingBatch
+from .checkpoints import Reconstructor
+from .defaults import COLOUR_MODES
+from .export import OutputPaths, StagedOutputs, coefficient_arrays, write_json, write_mesh
+from .fitting import RefinementResult, RefinementSettings, refine_reconstruction
+from .inputs import VIEW_NAMES
+
+
+
+@dataclass
+class TripletReconstruction:
+    """The reconstruction of B triplets (B = 1 for photos).
+
+    network_coefficients: what the network predicted; coefficients: the final ones (refined when
+    ``refinement.steps`` > 0, else the network's); render: the :class:`~dfmvr_lib.scene.FaceRender` of the final
+    coefficients (``vertices`` (B, V, 3) head frame mm, ``landmarks_2d`` (B, S, 68, 2) pixels, ``render.image``
+    (B*S, 3, H, W)); fit: the :class:`~dfmvr_lib.reconstruction.fitting.RefinementResult` (its ``losses`` row 0 is
+    the fitting loss of the network's prediction, the last row that of the final coefficients).
+    """
+
+    network_coefficients: FaceCoefficients
+    coefficients: FaceCoefficients
+    render: FaceRender
+    fit: RefinementResult
+
+    @property
+    def refine_steps(self) -> int:
+        return int(self.fit.losses["step"].iloc[-1])
+
+    @property
+    def vertices(self) -> torch.Tensor:
+        """(B, V, 3) head-frame vertices, mm."""
+        return self.render.vertices
+
+
+def reconstruct_triplet(reconstructor: Reconstructor, targets: TrainingBatch, refine_steps: int = 0, *,
+                        settings: RefinementSettings | None = None, progress: bool = False) -> TripletReconstruction:
+    """Predict the coefficients of the triplets in ``targets`` with the network, then refine them for
+    ``refine_steps`` steps on the same views (the losses of training without the 3D landmarks; the mask loss only
+    when the reconstructor has its parser).
+
+    Args:
+        reconstructor: network, model, camera and parser (:func:`~.checkpoints.load_reconstructor`).
+        targets: ``network_images`` (B, 3, 3, S, S) / ``network_parse_maps`` (B, 3, S, S) are what the network sees;
+            ``images``, ``parse_maps``, ``landmarks_2d``, ``view_weight`` are the refinement's targets.
+        refine_steps: Adam steps of test-time fitting (0 = the network's prediction as it is).
+    """
+    from ..training.forward import reconstruct
+
+    with torch.no_grad():
+        prediction = reconstruct(reconstructor.network, reconstructor.model, reconstructor.camera,
+                                 targets.network_images, targets.network_parse_maps)
+    fit = refine_reconstruction(reconstructor.model, reconstructor.camera, prediction.coefficients, targets,
+                                reconstructor.config.losses, reconstructor.parser, steps=refine_steps,
+                                settings=settings, progress=progress)
+    return TripletReconstruction(network_coefficients=fit.initial_coefficients, coefficients=fit.coefficients,
+                                 render=fit.render, fit=fit)
+
+
+def vertex_colours(reconstructor: Reconstructor, result: TripletReconstruction, mode: str = "shaded",
+                   sample: int = 0) -> torch.Tensor:
+    """(V, 3) RGB in [0, 1] per vertex: ``"shaded"`` = albedo lit by the fitted SH light (what the renders show),
+    ``"albedo"`` = the reflectance alone."""
+    if mode == "shaded":
+        colours = result.render.colours[sample]
+    elif mode == "albedo":
+        with torch.no_grad():
+            colours = reconstructor.model.albedo(result.coefficients.albedo[sample:sample + 1])[0]
+    else:
+        raise ValueError(f"colours must be one of {COLOUR_MODES}, got {mode!r}")
+    return colours.detach().clamp(0.0, 1.0)
+
+
+def overlay_figure(result: TripletReconstruction, targets: TrainingBatch, view_names: Sequence[str] | None = None,
+                   title: str | None = None, sample: int = 0):
+    """:func:`dfmvr_lib.training.figures.prediction_figure` of one triplet: the inputs, the render pasted over
+    them, and the render with the predicted landmarks (red) and the input's landmarks (green; none for a view that
+    was not given)."""
+    from ..training.figures import prediction_figure
+
+    S = targets.images.shape[1]
+    frames = slice(sample * S, (sample + 1) * S)
+    target_landmarks = targets.landmarks_2d[sample].clone().float()
+    target_landmarks[targets.view_weight[sample] == 0] = float("nan")
+    return prediction_figure(targets.images[sample], result.render.render.image[frames].detach(),
+                             result.render.render.alpha[frames, 0].detach(),
+                             result.render.landmarks_2d[sample].detach(), target_landmarks,
+                             view_names=tuple(view_names) if view_names else VIEW_NAMES, title=title)
+
+
+def save_reconstruction(reconstructor: Reconstructor, result: TripletReconstruction, targets: TrainingBatch,
+                        obj_path: str | os.PathLike, *, files: Sequence[Path | None] = (None, None, None),
+                        colours: str = "shaded", warnings: Sequence[str] = (), title: str | None = None,
+                        extra: dict | None = None, mesh_formats: Sequence[str] = ("obj", "ply")) -> list[Path]:
+    """Write the reconstruction of one triplet, all files or none (:class:`~.export.StagedOutputs`).
+
+    Files (:class:`~.export.OutputPaths` of ``obj_path``): the mesh as OBJ and binary PLY with vertex colours
+    (head frame, mm; ``mesh_formats`` picks which of the two); the coefficients as JSON (readable, with units, input
+    files, run directories, fitting losses, warnings and provenance) and NPZ (arrays: the final and the network's
+    coefficients, detected and predicted 2D landmarks); the overlay PNG (:func:`overlay_figure`).
+
+    Returns:
+        the paths written.
+    """
+    import matplotlib.pyplot as plt
+
+    paths = OutputPaths.for_mesh(obj_path)
+    unknown = set(mesh_formats) - {"obj", "ply"}
+    if unknown or not mesh_formats:
+        raise ValueError(f"mesh_formats must be a non-empty subset of ('obj', 'ply'), got {tuple(mesh_formats)}")
+    meshes = [getattr(paths, kind) for kind in ("obj", "ply") if kind in mesh_formats]
+    config = reconstructor.config
+    final = coefficient_arrays(result.coefficients)
+    network = coefficient_arrays(result.network_coefficients)
+    present = (targets.view_weight[0] > 0).numpy()
+    vertices = result.vertices[0].detach()
+    triangles = reconstructor.model.triangles
+    colour_values = vertex_colours(reconstructor, result, colours)
+    losses = result.fit.losses
+    record = {
+        "units": {"vertices": "mm, head frame (docs/conventions.md: x right, y up, z towards the camera)",
+                  "angles": "radians (pitch, yaw, roll), R = Rz(roll) Ry(yaw) Rx(pitch)",
+                  "translation": "mm", "landmarks_2d": f"pixels of the {config.image_size}-pixel aligned crop",
+                  "coefficients": "units of the model's standard deviations"},
+        "mesh": {"files": [path.name for path in meshes], "vertices": int(vertices.shape[0]),
+                 "triangles": int(triangles.shape[0]), "colours": colours},
+        "views": [{"view": view, "file": str(file) if file is not None else None, "present": bool(present[v]),
+                   "angles_radians": final["angles"][v], "translation_mm": final["translation"][v]}
+                  for v, (view, file) in enumerate(zip(VIEW_NAMES, files))],
+        "coefficients": {name: final[name] for name in ("identity", "expression", "albedo", "lighting")},
+        "checkpoint": {"run_dir": str(reconstructor.run_dir),
+                       "parser_run_dir": str(reconstructor.parser_run_dir) if reconstructor.parser_run_dir else None,
+                       "profile": config.profile, "image_size": config.image_size,
+                       "single_view_mode": config.training.single_view_mode},
+        "refinement": {"steps": result.refine_steps, "loss_network": float(losses["total"].iloc[0]),
+                       "loss_final": float(losses["total"].iloc[-1]),
+                       "per_step": losses.round(6).to_dict("records")},
+        "warnings": list(warnings),
+        "provenance": provenance(config),
+        **(extra or {}),
+    }
+    arrays = {**final, **{f"network_{name}": value for name, value in network.items()},
+              "view_present": present,
+              "landmarks_detected": targets.landmarks_2d[0].numpy().astype(np.float32),
+              "landmarks_predicted": result.render.landmarks_2d[0].detach().numpy().astype(np.float32)}
+    names = [f"{view}: {Path(file).name}" if file is not None else view if present[v] else f"{view}: (not given)"
+             for v, (view, file) in enumerate(zip(VIEW_NAMES, files))]
+    figure = overlay_figure(result, targets, names, title=title)
+    try:
+        with StagedOutputs(paths.obj.parent) as staged:
+            for mesh_path in meshes:
+                write_mesh(staged(mesh_path), vertices, triangles, colour_values)
+            write_json(staged(paths.json), record)
+            with open(staged(paths.npz), "wb") as handle:
+                np.savez_compressed(handle, **arrays)
+            figure.savefig(staged(paths.png), dpi=150)
+    finally:
+        plt.close(figure)
+    return [*meshes, paths.json, paths.npz, paths.png]
+
+
+def evaluate_against_mesh(model, vertices: torch.Tensor, gt_vertices, gt_triangles=None, gt_landmarks_7=None):
+    """The paper's scan-to-mesh error (:func:`dfmvr_lib.evaluation.evaluate_reconstruction`: front-face crop,
+    7-landmark similarity, ICP, point-to-plane) of one reconstruction against a ground-truth mesh.
+
+    Args:
+        model: the morphable model of ``vertices``.
+        vertices: (V, 3) reconstructed head-frame vertices, mm.
+        gt_vertices: (N, 3) ground-truth vertices, mm; gt_triangles: (M, 3) or None (point cloud).
+        gt_landmarks_7: (7, 3) mm, the ground truth's alignment points (eye corners, nose tip, mouth corners; see
+            docs/conventions.md); may be left out when the ground truth has the model's topology (N = V), whose
+            ``alignment_7`` vertices are used, and whose part labels then name the per-region errors.
+    Returns:
+        :class:`~dfmvr_lib.evaluation.ReconstructionError` (``region_errors`` filled for model-topology meshes).
+    """
+    from ..evaluation import evaluate_reconstruction
+    from ..face_model import PART_NAMES
+
+    gt_vertices = np.asarray(gt_vertices, dtype=np.float64)
+    same_topology = gt_vertices.shape[0] == model.num_vertices
+    if gt_landmarks_7 is None:
+        if not same_topology:
+            raise ValueError(f"the ground truth has {gt_vertices.shape[0]} vertices, not the model's "
+                             f"{model.num_vertices}: give its 7 alignment landmarks (7, 3) mm")
+        gt_landmarks_7 = gt_vertices[model.alignment_7.cpu().numpy()]
+    regions = [PART_NAMES[k] for k in model.part_labels.cpu().tolist()] if same_topology else None
+    predicted = vertices.detach().cpu()
+    return evaluate_reconstruction(predicted.numpy(), model.triangles.cpu().numpy(),
+                                   predicted[model.alignment_7.cpu()].numpy(), gt_vertices, gt_triangles,
+                                   np.asarray(gt_landmarks_7, dtype=np.float64), gt_region_labels=regions)
+
+
+__all__ = ["COLOUR_MODES", "TripletReconstruction", "evaluate_against_mesh", "overlay_figure", "reconstruct_triplet",
+           "save_reconstruction", "vertex_colours"]

@@ -464,14 +464,21 @@ row, measured on its datasets with BFM09: compare orderings, not values.
 - **Table I** (Pixel-Face in the paper): the `pixelface-like` synthetic setting (side views at +-30 deg, one lighting).
 - **Table II** (train Multi-PIE, test Bosphorus, no L_3d): the `bosphorus-like` setting (side views at +-45 deg,
   varied lighting), all methods without 3D landmarks.
+
+Every method trains for the same number of steps (`config.experiments.training_steps`); in the `cpu` profile that is
+a short budget, so the rows compare how far each method gets in it. Two reference rows frame them: the **mean face**
+(the untrained network's prediction) and, in Table I, the **DF-MVR run of notebook 03** with its full schedule
+(`training.steps`, reused, not retrained).
 """),
     parameters('data_dir = "../data"         # generated datasets and training runs (git-ignored)\n'),
     code(EXPERIMENT_SETUP),
     markdown("## Table I — pixelface-like setting"),
     code("""
 pixelface_test = load_synthetic_test_set(pixelface_root, model, limit=config.experiments.test_samples)
+notebook_03_run = RowSpec("dfmvr", paper_row="none", overrides={"training.steps": config.training.steps})
 table_1, errors_1 = run_table("Table I", "pixelface-like", [RowSpec("shang"), RowSpec("deng"),
-                                                           RowSpec("dfmvr_no_l3d"), RowSpec("dfmvr")],
+                                                           RowSpec("dfmvr_no_l3d"), RowSpec("dfmvr"),
+                                                           notebook_03_run],
                               dataset_root=pixelface_root, test_set=pixelface_test, mean_face_row=True, **common)
 write_table(table_1, tables / "04_table1_pixelface.csv", config)
 plots.save_figure(comparison_figure(table_1, "Table I: pixelface-like synthetic setting"),

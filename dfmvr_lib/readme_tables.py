@@ -84,13 +84,14 @@ def headline_markdown(tables_dir: str | os.PathLike) -> str:
         sections.append(f"Notebook 03 ({_stamp(pd.read_csv(validation))}): after {int(row['steps'])} training steps "
                         f"the DF-MVR network's mean vertex error on {int(row['samples'])} validation triplets is "
                         f"**{row['network_mm']:.3f} mm** against **{row['mean_face_mm']:.3f} mm** for the mean face "
-                        f"(better on {100 * row['network_better_fraction']:.0f} % of the triplets).")
+                        f"(better on {100 * row['network_better_fraction']:.0f} % of the triplets"
+                        + (f"; paired Wilcoxon p = {row['wilcoxon_p']:.1g}" if "wilcoxon_p" in row else "") + ").")
     for name, heading in HEADLINE_TABLES:
         path = tables_dir / name
         if not path.is_file():
             missing.append(name)
             continue
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, dtype={"seeds": str})      # "0", "0 1": labels, not numbers
         sections.append(f"**{heading}** (`results/tables/{name}`; {_stamp(frame)})\n\n" + result_table_markdown(frame))
     if missing:
         sections.append("Not run yet: " + ", ".join(f"`{name}`" for name in missing) + ".")

@@ -121,7 +121,7 @@ def test_readme_block_is_generated_from_the_csvs(tmp_path):
     assert update_readme(readme, tables) is True
     text = readme.read_text()
     assert "old text" not in text and text.startswith("# title\n\nbefore") and text.endswith("after\n")
-    assert "| DF-MVR (ours) | pixelface-like | fused | 2 |" in text and "1.500 +- 0.354" in text
+    assert "| DF-MVR (ours) | pixelface-like | fused | 2 | 0 | 1.500 +- 0.354 |" in text
     assert "1.440 +- 0.296" in text                         # the paper's Table I number, its own column
     assert "**3 minutes** for 2 notebooks" in text and "commit abc1234" in text
     assert "Not run yet:" in text and "06_table4_ablation.csv" in text

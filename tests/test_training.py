@@ -248,3 +248,14 @@ def test_train_methods_side_by_side_then_reuse_and_mean_face_reference(smoke_set
     errors = evaluate_mean_face("smoke", test_set, progress=False)
     assert len(errors) == 2 and (errors["seed"] == -1).all() and (errors["reconstruction"] == "fused").all()
     assert (errors["rmse_mm"] > 0.1).all() and (errors["rmse_mm"] < 20).all()
+
+
+def test_paired_vertex_error_test_sees_a_consistent_gain():
+    from dfmvr_lib.training import paired_vertex_error_test
+
+    mean_face = pd.Series([3.0 + 0.1 * i for i in range(20)])
+    table = pd.DataFrame({"network_mm": mean_face - 0.3 + 0.01 * (pd.Series(range(20)) % 3), "mean_face_mm": mean_face})
+    result = paired_vertex_error_test(table)
+    assert result["difference_mm"] == pytest.approx(-0.3 + 0.01 * (sum(i % 3 for i in range(20)) / 20))
+    assert result["wilcoxon_p"] < 1e-3 and result["t_test_p"] < 1e-3
+    assert paired_vertex_error_test(table.assign(network_mm=mean_face))["wilcoxon_p"] == 1.0

@@ -357,8 +357,8 @@ from dfmvr_lib.data.synthetic import generate_benchmark
 from dfmvr_lib.face_model.factory import load_face_model
 from dfmvr_lib.parsing import pretrain_parser
 from dfmvr_lib.provenance import write_table
-from dfmvr_lib.training import (make_batch, reconstruct, summarise_vertex_errors, synthetic_meshes,
-                                synthetic_triplets, train_reconstruction, vertex_error_table)
+from dfmvr_lib.training import (make_batch, paired_vertex_error_test, reconstruct, summarise_vertex_errors,
+                                synthetic_meshes, synthetic_triplets, train_reconstruction, vertex_error_table)
 from dfmvr_lib.training.figures import prediction_figure, training_curves_figure, vertex_error_figure
 
 config = get_config(profile)
@@ -404,14 +404,15 @@ for index in (0, 1):
     markdown("""
 ## Against the mean face
 Mean vertex error (mm) over the front face after a similarity alignment, on every validation triplet, for the
-network and for the mean face (what the untrained network predicts). The scan-to-mesh protocol of the paper (crop,
-7-landmark alignment, ICP, point-to-plane) is used in the experiment notebooks.
+network and for the mean face (what the untrained network predicts), with a paired test on the same triplets
+(`difference_mm` < 0: the network is better). The scan-to-mesh protocol of the paper (crop, 7-landmark alignment,
+ICP, point-to-plane) is used in the experiment notebooks.
 """),
     code("""
 errors = vertex_error_table(run.network, model, camera, validation, synthetic_meshes(root, "validation"))
 summary = pd.DataFrame([{"split": "validation", "steps": config.training.steps,
                          "training_minutes": run.metrics["seconds"].iloc[-1] / 60,
-                         **summarise_vertex_errors(errors)}])
+                         **summarise_vertex_errors(errors), **paired_vertex_error_test(errors)}])
 write_table(summary, tables / "03_validation_vertex_error.csv", config)
 plots.save_figure(vertex_error_figure(errors), figures / "03_validation_vertex_error.png")
 summary.round(3)

@@ -8,9 +8,10 @@
 from .data import TrainingBatch, TripletTensors, load_triplets, make_batch, synthetic_meshes, synthetic_triplets
 from .forward import Reconstruction, alignment_indices_in_landmarks_101, batch_loss, reconstruct
 from .loop import TrainingRun, learning_rate_factor, load_trained_network, train_reconstruction
-from .validation import aligned_vertex_error_mm, summarise_vertex_errors, vertex_error_table
+from .validation import (aligned_vertex_error_mm, paired_vertex_error_test, summarise_vertex_errors,
+                         vertex_error_table)
 
 __all__ = ["Reconstruction", "TrainingBatch", "TrainingRun", "TripletTensors", "aligned_vertex_error_mm",
            "alignment_indices_in_landmarks_101", "batch_loss", "learning_rate_factor", "load_trained_network",
-           "load_triplets", "make_batch", "reconstruct", "summarise_vertex_errors", "synthetic_meshes",
-           "synthetic_triplets", "train_reconstruction", "vertex_error_table"]
+           "load_triplets", "make_batch", "paired_vertex_error_test", "reconstruct", "summarise_vertex_errors",
+           "synthetic_meshes", "synthetic_triplets", "train_reconstruction", "vertex_error_table"]

@@ -94,4 +94,19 @@ def summarise_vertex_errors(table: pd.DataFrame) -> dict[str, float]:
                if "network_best_view_mm" in table else {})}
 
 
-__all__ = ["aligned_vertex_error_mm", "summarise_vertex_errors", "vertex_error_table"]
+def paired_vertex_error_test(table: pd.DataFrame) -> dict[str, float]:
+    """Paired comparison of the network with the mean face on the same samples (a :func:`vertex_error_table`):
+    mean difference network - mean face (mm, negative = the network is better), the Wilcoxon signed-rank p-value
+    and the paired t-test p-value."""
+    from scipy import stats
+
+    difference = table["network_mm"] - table["mean_face_mm"]
+    if len(difference) < 2 or float(difference.abs().sum()) == 0.0:
+        return {"difference_mm": float(difference.mean()) if len(difference) else 0.0, "wilcoxon_p": 1.0,
+                "t_test_p": 1.0}
+    return {"difference_mm": float(difference.mean()),
+            "wilcoxon_p": float(stats.wilcoxon(table["network_mm"], table["mean_face_mm"]).pvalue),
+            "t_test_p": float(stats.ttest_rel(table["network_mm"], table["mean_face_mm"]).pvalue)}
+
+
+__all__ = ["aligned_vertex_error_mm", "paired_vertex_error_test", "summarise_vertex_errors", "vertex_error_table"]

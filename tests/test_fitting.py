@@ -58,11 +58,11 @@ def test_refinement_lowers_the_fitting_loss_and_leaves_the_network_alone(smoke_r
     targets = make_batch(test, torch.tensor([0]))
     network_before = {k: v.clone() for k, v in reconstructor.network.state_dict().items()}
     parser_before = {k: v.clone() for k, v in reconstructor.parser.state_dict().items()}
-    result = reconstruct_triplet(reconstructor, targets, refine_steps=12)
+    result = reconstruct_triplet(reconstructor, targets, refine_steps=24)
     losses = result.fit.losses
-    assert list(losses["step"]) == list(range(13))
+    assert list(losses["step"]) == list(range(25))
     assert np.isfinite(losses.drop(columns="step").to_numpy()).all()
-    assert losses["total"].iloc[-1] < 0.85 * losses["total"].iloc[0]
+    assert losses["total"].iloc[-1] < 0.85 * losses["total"].iloc[0]        # 21 % lower here (24 steps)
     assert losses["mask"].iloc[0] > 0 and losses["photo"].iloc[0] > 0          # the parser and photo terms take part
     assert not torch.equal(result.coefficients.identity, result.network_coefficients.identity)
     for name, value in reconstructor.network.state_dict().items():

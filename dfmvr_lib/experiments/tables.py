@@ -25,17 +25,24 @@ def train_method(profile: str, method: str, dataset_root: str | os.PathLike, par
     from ..training import train_reconstruction
 
     config = method_config(profile, method, seed, overrides)
-    uses_parser = config.losses.use_mask and config.losses.mask > 0
-    return train_reconstruction(config, dataset_root, parser_run_dir if uses_parser else None, runs_root=runs_root,
+    return train_reconstruction(config, dataset_root, _mask_parser(config, parser_run_dir), runs_root=runs_root,
                                 progress=progress, description=f"{method} seed {seed}")
+
+
+def _mask_parser(config, parser_run_dir):
+    """The parser run a method trains with: ``parser_run_dir`` when its mask loss is on, else None."""
+    return parser_run_dir if config.losses.use_mask and config.losses.mask > 0 else None
 
 
 def _train_job(job: tuple) -> str:
     """Worker of :func:`train_methods`: train one (method, seed) with ``threads`` torch threads, return its run dir."""
     import torch
 
+    import numba
+
     profile, method, dataset_root, parser_run_dir, seed, runs_root, overrides, threads = job
     torch.set_num_threads(threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))     # the renderer's parallel kernels
     run = train_method(profile, method, dataset_root, parser_run_dir, seed, runs_root, overrides, progress=False)
     return str(run.run_dir)
 
@@ -60,8 +67,7 @@ def train_methods(jobs: Sequence[tuple[str, int, dict[str, Any] | None]], *, pro
 
     def run_directory(method: str, seed: int, overrides) -> Path:
         config = method_config(profile, method, seed, overrides)
-        uses_parser = config.losses.use_mask and config.losses.mask > 0
-        return Path(runs_root) / run_hash(run_key(config, dataset_root, parser_run_dir if uses_parser else None))
+        return Path(runs_root) / run_hash(run_key(config, dataset_root, _mask_parser(config, parser_run_dir)))
 
     threads = max(1, torch.get_num_threads() // max(1, workers))
     todo = [(profile, method, str(dataset_root), str(parser_run_dir) if parser_run_dir is not None else None, seed,

@@ -147,11 +147,8 @@ def reconstruct_command(args: argparse.Namespace) -> int:
     import torch
 
     from .data.landmarks import LandmarkDetectorUnavailable
-    from .data.photos import PhotoPreparer
-    from .data.alignment import alignment_template
     from .reconstruction.checkpoints import CheckpointNotFound, default_checkpoint, load_reconstructor
-    from .reconstruction.inputs import ParserLabels, prepare_views, view_consistency_warnings
-    from .reconstruction.pipeline import reconstruct_triplet, save_reconstruction
+    from .reconstruction.pipeline import photo_preparer, reconstruct_photos, save_reconstruction
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -175,26 +172,25 @@ def reconstruct_command(args: argparse.Namespace) -> int:
                         "single-view training), but this run was trained with all three views "
                         "(training.single_view_mode off), so expect a rougher face")
 
-    say("[2/4] preparing the photos (landmarks, aligned crop, face-part labels)")
+    say("[2/4] preparing the photos (landmarks, aligned crop, face-part labels), "
+        f"then reconstructing{f' and refining ({args.refine} steps)' if args.refine else ''}")
+    use_parser = args.parse_maps == "parser" and reconstructor.parser is not None
     try:
-        use_parser = args.parse_maps == "parser" and reconstructor.parser is not None
-        provider = ParserLabels(reconstructor.parser, reconstructor.parser_run_dir.name) if use_parser else None
-        preparer = PhotoPreparer(detector=_detector(args.detector), template=alignment_template(reconstructor.model),
-                                 output_size=reconstructor.image_size, parse_provider=provider, use_cache=False)
-        prepared = prepare_views(files, preparer, progress=lambda message: say(f"      {message}"))
+        preparer = photo_preparer(reconstructor, _detector(args.detector), use_parser=use_parser)
+        photos = reconstruct_photos(reconstructor, files, preparer, args.refine,
+                                    progress=lambda message: say(f"      {message}"), show_progress=not args.quiet)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except LandmarkDetectorUnavailable as error:
         print(f"error: no landmark detector: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    warnings += view_consistency_warnings(prepared.files, [p.landmarks if p is not None else None
-                                                           for p in prepared.photos])
+    prepared, result = photos.prepared, photos.result
+    warnings += photos.warnings
     for message in warnings:
         print(f"warning: {message}", file=sys.stderr, flush=True)
 
-    say(f"[3/4] reconstructing{f' and refining ({args.refine} steps)' if args.refine else ''}")
-    result = reconstruct_triplet(reconstructor, prepared.targets, args.refine, progress=not args.quiet)
+    say("[3/4] reconstructed")
     losses = result.fit.losses["total"]
     if args.refine:
         say(f"      fitting loss {losses.iloc[0]:.4f} (network) -> {losses.iloc[-1]:.4f} (refined)")

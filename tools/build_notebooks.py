@@ -773,11 +773,8 @@ and overlay to `reconstructions/` under `results_dir` (under `data_dir` when `sh
 are then not shown here). Warnings flag views that look like different people or swapped sides.
 """),
     code("""
-from dfmvr_lib.data.alignment import alignment_template
 from dfmvr_lib.data.landmarks import default_landmark_detector
-from dfmvr_lib.data.photos import PhotoPreparer
-from dfmvr_lib.reconstruction import (ParserLabels, photo_triplets, prepare_views, triplet_chooser,
-                                      view_consistency_warnings)
+from dfmvr_lib.reconstruction import photo_preparer, photo_triplets, reconstruct_photos, triplet_chooser
 
 photo_folder = Path(photos_dir) if photos_dir else None
 triplets = photo_triplets(photo_folder) if photo_folder is not None and photo_folder.is_dir() else []
@@ -788,17 +785,14 @@ photo_results = {}
 if not triplets:
     print(f"no photo triplets in photos_dir={photos_dir!r}: the photo part is skipped")
 else:
-    labels = ParserLabels(reconstructor.parser, reconstructor.parser_run_dir.name) if reconstructor.parser else None
-    preparer = PhotoPreparer(detector=default_landmark_detector(verbose=False), template=alignment_template(model),
-                             output_size=config.image_size, parse_provider=labels,
-                             cache_dir=Path(data_dir) / ".cache" / "photos")
+    preparer = photo_preparer(reconstructor, default_landmark_detector(verbose=False),
+                              cache_dir=Path(data_dir) / ".cache" / "photos")
 
-    def reconstruct_photos(group):
-        prepared = prepare_views(group.files, preparer)
-        warnings = view_consistency_warnings(prepared.files, [p.landmarks if p else None for p in prepared.photos])
+    def reconstruct_group(group):
+        photos = reconstruct_photos(reconstructor, group.files, preparer, steps)
+        prepared, result, warnings = photos.prepared, photos.result, photos.warnings
         for message in warnings:
             print("warning:", message)
-        result = reconstruct_triplet(reconstructor, prepared.targets, steps)
         total = result.fit.losses["total"]
         print(f"{group.name}: fitting loss {total.iloc[0]:.4f} (network) -> {total.iloc[-1]:.4f} ({steps} steps)")
         written = save_reconstruction(reconstructor, result, prepared.targets, photo_outputs / f"09_{group.name}.obj",
@@ -810,12 +804,12 @@ else:
             plt.show()
         photo_results[group.name] = (prepared, result)
 
-    display(triplet_chooser(photo_folder, reconstruct_photos))
+    display(triplet_chooser(photo_folder, reconstruct_group))
 """),
     code("""
 if triplets:
     group = triplets[0]
-    reconstruct_photos(group)
+    reconstruct_group(group)
     prepared, photo_result = photo_results[group.name]
     views = pd.DataFrame({"triplet": group.name, "view": ["left", "front", "right"],
                           "given": [f is not None for f in prepared.files],

@@ -25,8 +25,8 @@ _EXPORTS = {
     "fitting": ("RefinementResult", "RefinementSettings", "fitting_loss", "refine_reconstruction"),
     "inputs": ("InputError", "ParserLabels", "PreparedViews", "VIEW_NAMES", "assign_views", "photo_triplets",
                "prepare_views", "view_consistency_warnings", "views_batch"),
-    "pipeline": ("TripletReconstruction", "evaluate_against_mesh", "overlay_figure", "reconstruct_triplet",
-                 "save_reconstruction"),
+    "pipeline": ("PhotoReconstruction", "TripletReconstruction", "evaluate_against_mesh", "overlay_figure",
+                 "photo_preparer", "reconstruct_photos", "reconstruct_triplet", "save_reconstruction"),
     "viewer": ("coefficient_explorer", "mesh_view_figure", "triplet_chooser"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -18,7 +18,7 @@ from .checkpoints import Reconstructor
 from .defaults import COLOUR_MODES
 from .export import OutputPaths, StagedOutputs, coefficient_arrays, write_json, write_mesh
 from .fitting import RefinementResult, RefinementSettings, refine_reconstruction
-from .inputs import VIEW_NAMES
+from .inputs import VIEW_NAMES, PreparedViews, prepare_views, view_consistency_warnings
 
 
 
@@ -70,6 +70,45 @@ def reconstruct_triplet(reconstructor: Reconstructor, targets: TrainingBatch, re
                                 settings=settings, progress=progress)
     return TripletReconstruction(network_coefficients=fit.initial_coefficients, coefficients=fit.coefficients,
                                  render=fit.render, fit=fit)
+
+
+def photo_preparer(reconstructor: Reconstructor, detector=None, *, use_parser: bool = True,
+                   cache_dir: str | os.PathLike | None = None):
+    """The photo pipeline that matches a trained run: crops aligned to its face model at its image size, part labels
+    from its frozen parser (``use_parser`` and a parser present; else landmark polygons), ``detector`` (default: the
+    workbook's default detector), photos cached under ``cache_dir`` (None: no cache)."""
+    from ..data.alignment import alignment_template
+    from ..data.photos import PhotoPreparer
+    from .inputs import ParserLabels
+
+    provider = (ParserLabels(reconstructor.parser, reconstructor.parser_run_dir.name)
+                if use_parser and reconstructor.parser is not None else None)
+    return PhotoPreparer(detector=detector, template=alignment_template(reconstructor.model),
+                         output_size=reconstructor.image_size, parse_provider=provider, cache_dir=cache_dir,
+                         use_cache=cache_dir is not None)
+
+
+@dataclass
+class PhotoReconstruction:
+    """:func:`reconstruct_photos`' result: the prepared views, the reconstruction, and the warnings about the views
+    (different people, swapped sides, the same photo twice)."""
+
+    prepared: PreparedViews
+    result: TripletReconstruction
+    warnings: list[str]
+
+
+def reconstruct_photos(reconstructor: Reconstructor, files: Sequence[Path | None], preparer, refine_steps: int = 0,
+                       *, progress=None, show_progress: bool = False) -> PhotoReconstruction:
+    """Photos -> mesh: prepare the views ``files`` (left, front, right; None = not given) with ``preparer``
+    (:func:`photo_preparer`), check that they look like one person, then :func:`reconstruct_triplet` with
+    ``refine_steps``. ``progress``: callable receiving one message per photo; ``show_progress``: tqdm bar of the
+    refinement. Raises :class:`~.inputs.InputError` naming the file when a photo cannot be used."""
+    prepared = prepare_views(files, preparer, progress=progress)
+    warnings = view_consistency_warnings(prepared.files, [photo.landmarks if photo is not None else None
+                                                          for photo in prepared.photos])
+    result = reconstruct_triplet(reconstructor, prepared.targets, refine_steps, progress=show_progress)
+    return PhotoReconstruction(prepared, result, warnings)
 
 
 def vertex_colours(reconstructor: Reconstructor, result: TripletReconstruction, mode: str = "shaded",

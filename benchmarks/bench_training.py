@@ -71,7 +71,7 @@ def time_step(config, repeats: int) -> dict[str, float]:
 
     for repeat in range(repeats + 1):
         began = time.perf_counter()
-        context = torch.autocast("cpu", dtype=torch.bfloat16) if config.training.bf16 else contextlib.nullcontext()
+        context = torch.autocast("cpu", dtype=torch.bfloat16) if config.training.precision == "bf16" else contextlib.nullcontext()
         with context:
             coefficients = clock("network forward", lambda: network(batch.network_images, batch.network_parse_maps))
         coefficients = _float_coefficients(coefficients)
@@ -114,8 +114,8 @@ def main() -> None:
             "threads": args.threads, "device": "cpu"}
     rows = []
     cpu = get_config("cpu")
-    for label, overrides in (("fp32", {"training.bf16": False, "training.channels_last": False}),
-                             ("bf16 + channels_last", {"training.bf16": True, "training.channels_last": True})):
+    for label, overrides in (("fp32", {"training.precision": "fp32", "training.channels_last": False}),
+                             ("bf16 + channels_last", {"training.precision": "bf16", "training.channels_last": True})):
         config = get_config("cpu", overrides)
         for part, seconds in time_step(config, args.repeats).items():
             rows.append({**base, "what": "training step", "profile": "cpu", "image_size": config.image_size,

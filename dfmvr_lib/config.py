@@ -98,7 +98,8 @@ class ParserConfig:
     warm-up steps, ``weight_decay``, cross-entropy + ``aux_weight`` x that of each auxiliary head (the two context
     heads, and with ``refine`` / ``detail`` the coarse main head) + ``dice_weight`` x the soft Dice loss of the main
     head; ``ohem_fraction`` > 0: online hard example mining cross-entropy (face-parsing.PyTorch's; at least that
-    fraction of the pixels); ``bf16``: forward pass under CPU bfloat16 autocast;
+    fraction of the pixels); ``precision``: ``"auto"`` (bfloat16 autocast of the forward pass where the CPU runs it
+    natively, else fp32; :mod:`dfmvr_lib.precision`), ``"fp32"`` or ``"bf16"``;
     checkpoint every ``checkpoint_every`` steps, augmentation on (``augment``). ``celebamask_fraction``: share of
     each batch drawn from CelebAMask-HQ when its path is given.
     """
@@ -117,7 +118,7 @@ class ParserConfig:
     celebamask_fraction: float = 0.5
     detail: tuple[int, ...] = ()
     channels_last: bool = False
-    bf16: bool = False
+    precision: str = "fp32"
     dice_weight: float = 0.0
     ohem_fraction: float = 0.0
 
@@ -134,6 +135,15 @@ class NetworkConfig:
     ``mask_encoding``: ``"onehot"`` (10 channels, the paper), ``"label"`` (one channel, label / 9, the public code)
     or ``"none"`` (RGB only, ablation v4). Output scales of the zero-initialised heads: angles = raw x
     ``angle_scale`` radians, translation = raw x ``translation_scale_mm`` mm (coefficients and SH are raw).
+    ``normalization``: ``"batch"`` (the paper's batch norm) or ``"group"`` (group norm, 8 channels per group:
+    :mod:`dfmvr_lib.networks.normalization`). ``initial_view_yaws_degrees``: the yaw each view's pose head starts
+    at (its bias), e.g. the capture rig's nominal camera yaws (-30, 0, 30); empty = all frontal (the paper).
+    ``pose_start``: ``"frontal"`` (the paper: every view starts frontal) or ``"rig"``: training fills
+    ``initial_view_yaws_degrees`` with the nominal camera yaws the training dataset records (its capture rig;
+    :func:`dfmvr_lib.training.loop.resolve_pose_start`), for the multi-view networks (a single-image network does
+    not know which view it sees).
+    ``coordinate_channels``: append each pixel's (x, y) as two input channels (CoordConv; a CPU-profile addition,
+    off in the paper profile).
     """
 
     backbone: str = "tri_unet"
@@ -144,6 +154,10 @@ class NetworkConfig:
     fused_channels: int = 64
     angle_scale: float = 1.0
     translation_scale_mm: float = 10.0
+    normalization: str = "batch"
+    initial_view_yaws_degrees: tuple[float, ...] = ()
+    pose_start: str = "frontal"
+    coordinate_channels: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,13 +222,21 @@ def loss_preset(name: str) -> LossConfig:
 class TrainingConfig:
     """Optimisation schedule of the reconstruction network (:mod:`dfmvr_lib.training`).
 
-    Adam with ``learning_rate``, constant for ``constant_fraction`` of the ``steps`` then cosine annealing to
-    ``final_learning_rate``; ``batch_size`` triplets per step; checkpoint every ``checkpoint_every`` steps;
-    ``colour_augment``: colour jitter identical across the views of a triplet; ``bf16``: bfloat16 autocast of the
-    network (losses and renderer stay float32); ``channels_last`` memory format for the network;
+    Adam with ``learning_rate`` (after a linear warm-up over ``warmup_steps``), constant for ``constant_fraction`` of
+    the ``steps`` then cosine annealing to ``final_learning_rate``; ``batch_size`` triplets per step; checkpoint every ``checkpoint_every`` steps;
+    ``colour_augment``: colour jitter identical across the views of a triplet; ``precision``: ``"auto"`` (bfloat16
+    autocast of the network where the CPU runs bf16 natively, else fp32; :mod:`dfmvr_lib.precision`), ``"fp32"``
+    or ``"bf16"`` (losses and renderer stay float32); ``channels_last`` memory format for the network;
     ``single_view_mode``: the Table III training (with probability 1/3 the input keeps one view, the others black).
     ``validate_every``: steps between validation passes (0 = only at the end); ``validation_samples``: how many
     validation triplets they use.
+
+    The paper's inputs: ``input_masks`` ``"parser"`` (the default): the network's mask channels, the photo-loss
+    weight map and the mask-loss target come from the frozen face parser run on the input views
+    (:mod:`dfmvr_lib.training.input_masks`), in training and at test time; ``"ground_truth"``: the renderer's exact
+    parse maps (an oracle). ``landmark_noise_nme``: the 2D landmark targets get a detector's error of this NME
+    (:mod:`dfmvr_lib.training.landmark_noise`; default 0.028, the offline detector's measured NME; 0 = exact
+    projections, an oracle).
     """
 
     steps: int = 20000
@@ -222,13 +244,16 @@ class TrainingConfig:
     learning_rate: float = 1e-4
     final_learning_rate: float = 1e-6
     constant_fraction: float = 0.0
+    warmup_steps: int = 0
     checkpoint_every: int = 500
     colour_augment: bool = True
-    bf16: bool = False
+    precision: str = "fp32"
     channels_last: bool = False
     single_view_mode: bool = False
     validate_every: int = 0
     validation_samples: int = 64
+    input_masks: str = "parser"
+    landmark_noise_nme: float = 0.028
 
 
 @dataclass(frozen=True)
@@ -319,27 +344,36 @@ def _profiles() -> dict[str, WorkbookConfig]:
         face_model=FaceModelConfig(procedural_vertex_target=6000),
         data=DataConfig(train_subjects=6, validation_subjects=2, test_subjects=2, samples_per_subject=2,
                         ground_truth_identity_components=100, batch_size=4, workers=1),
-        parser=ParserConfig(width=0.125, detail=(8, 8), channels_last=True, bf16=True, steps=8, batch_size=4,
+        parser=ParserConfig(width=0.125, detail=(8, 8), channels_last=True, precision="auto", steps=40, batch_size=4,
                             learning_rate=5e-3, dice_weight=3.0, warmup_steps=2, checkpoint_every=4),
         network=NetworkConfig(base_width=8, regressor_width=0.125),
         training=TrainingConfig(steps=6, batch_size=2, checkpoint_every=3),
         experiments=ExperimentConfig(photo_weights=(2.0, 4.0), mask_weights=(1.0, 3.0), left_yaws=(10, "random")),
     )
+    # The cpu profile is chosen from the learning-efficiency study (benchmarks/bench_learning.py,
+    # results/benchmarks/learning.md, parser-fed inputs, fp32) and an earlier screening round with ground-truth
+    # masks (numbers in the issue note): 64 px (about half the step cost of 112 px at the same validation error per
+    # step in the screening), narrow widths (as good per step, 1.5x cheaper), the pose heads starting at the rig's
+    # camera yaws, the coefficient prior 3e-3 (the best validation error of the prior weights tried, for DF-MVR and
+    # for DF-MVR w/o L_3d), two one-thread trainings side by side (1.75x the throughput of one two-thread training
+    # on 2 cores). Lengths fit the main job in 90 minutes on 2 cores in fp32: notebook 03 trains 1,500 steps, the
+    # tables 500 steps per run.
     cpu = WorkbookConfig(
         profile="cpu",
-        image_size=112,
+        image_size=64,
         seeds=(0, 1),
         face_model=FaceModelConfig(procedural_vertex_target=20000),
         data=DataConfig(train_subjects=300, validation_subjects=20, test_subjects=40, samples_per_subject=4,
                         batch_size=8, workers=2),
-        parser=ParserConfig(width=0.25, internal_scale=2.0, detail=(16, 16), channels_last=True, bf16=True,
-                            steps=2200, batch_size=16, learning_rate=5e-3, dice_weight=3.0, warmup_steps=50,
-                            checkpoint_every=200),
-        network=NetworkConfig(base_width=16, regressor_width=0.25),
-        training=TrainingConfig(steps=2000, batch_size=4, learning_rate=1e-3, checkpoint_every=100, bf16=True,
-                                channels_last=True, validate_every=250, validation_samples=40),
+        parser=ParserConfig(width=0.25, internal_scale=2.0, detail=(16, 16), precision="auto",
+                            steps=1500, batch_size=16, learning_rate=5e-3, dice_weight=3.0, warmup_steps=50,
+                            checkpoint_every=250),
+        network=NetworkConfig(base_width=8, regressor_width=0.125, pose_start="rig"),
+        losses=LossConfig(regularisation=3e-3),
+        training=TrainingConfig(steps=1500, batch_size=4, learning_rate=1e-3, checkpoint_every=100,
+                                precision="auto", validate_every=250, validation_samples=40),
         experiments=ExperimentConfig(photo_weights=(1.0, 4.0, 8.0), mask_weights=(0.0, 3.0, 6.0), comparison_seeds=1,
-                                     test_samples=80, training_steps=200),
+                                     test_samples=80, training_steps=500, parallel_trainings=2),
     )
     paper = WorkbookConfig(
         profile="paper",

@@ -66,6 +66,11 @@ def provenance(config=None) -> dict[str, str]:
     return row
 
 
+def results_paths(results_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """``(figures, tables)``: the folders a notebook writes under ``results_dir``."""
+    return Path(results_dir) / "figures", Path(results_dir) / "tables"
+
+
 def write_table(frame, path: str | os.PathLike, config=None):
     """Write a pandas DataFrame as CSV atomically, adding the :func:`provenance` columns. Returns the path."""
     frame = frame.copy()

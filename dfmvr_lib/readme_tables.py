@@ -37,23 +37,27 @@ def _number(value, digits: int = 2) -> str:
 
 
 def result_table_markdown(frame: pd.DataFrame) -> str:
-    """A Markdown table of an experiment CSV (rows of :func:`dfmvr_lib.experiments.summary_row`): method, setting,
-    test input, n_test, seeds, rmse and mean error (mean +- std over test samples, mm) and the paper's rmse."""
-    from .experiments.methods import METHOD_LABELS
+    """A Markdown table of an experiment CSV (rows of :func:`dfmvr_lib.experiments.run_table`): method, setting,
+    test input, n_test, seeds, rmse and mean error (mean +- std over test samples, mm), the paired comparison with
+    the mean face (difference in mm and Wilcoxon p) and the paper's rmse."""
+    from .experiments.methods import method_label
 
-    lines = ["| method | setting | test input | n_test | seeds | RMSE (mm) | mean error (mm) | paper RMSE (mm) |",
-             "| --- | --- | --- | ---: | --- | ---: | ---: | ---: |"]
+    lines = ["| method | setting | test input | n_test | seeds | RMSE (mm) | mean error (mm) | vs mean face (mm, p) | "
+             "paper RMSE (mm) |",
+             "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"]
     for _, row in frame.iterrows():
-        label = METHOD_LABELS.get(row["method"], row["method"])
+        label = method_label(row["method"])
         if isinstance(row.get("overrides"), str) and row["overrides"]:
             label += f" ({row['overrides']})"
         paper = "" if pd.isna(row.get("paper_rmse_mm")) else (
             f"{_number(row['paper_rmse_mm'], 3)} +- {_number(row['paper_std_mm'], 3)}"
             if not pd.isna(row.get("paper_std_mm")) else _number(row["paper_rmse_mm"], 3))
         seeds = "" if pd.isna(row.get("seeds")) else str(row["seeds"])
+        versus = ("" if pd.isna(row.get("p_vs_mean_face")) else
+                  f"{float(row['vs_mean_face_mm']):+.3f}, p = {float(row['p_vs_mean_face']):.1g}")
         lines.append(f"| {label} | {row['setting']} | {row['test_input']} | {int(row['n_test'])} | {seeds} | "
                      f"{_number(row['rmse_mm_mean'], 3)} +- {_number(row['rmse_mm_std'], 3)} | "
-                     f"{_number(row['mean_mm_mean'], 3)} +- {_number(row['mean_mm_std'], 3)} | {paper} |")
+                     f"{_number(row['mean_mm_mean'], 3)} +- {_number(row['mean_mm_std'], 3)} | {versus} | {paper} |")
     return "\n".join(lines)
 
 
@@ -75,17 +79,21 @@ def headline_markdown(tables_dir: str | os.PathLike) -> str:
         frame = pd.read_csv(timing)
         total = frame["seconds"].sum() / 60
         per_notebook = ", ".join(f"{row.notebook[:2]} {row.seconds / 60:.1f}" for row in frame.itertuples())
-        sections.append(f"Main job ({_stamp(frame)}): **{total:.0f} minutes** for {len(frame)} notebooks on "
+        scratch = bool(frame["from_scratch"].iloc[0]) if "from_scratch" in frame else False
+        precision = f", {frame['precision'].iloc[0]}" if "precision" in frame and frame["precision"].notna().any() else ""
+        sections.append(f"Main job ({_stamp(frame)}{precision}): **{total:.0f} minutes** "
+                        f"{'from scratch (empty data/) ' if scratch else ''}for {len(frame)} notebooks on "
                         f"{frame['host'].iloc[0] if 'host' in frame else 'this machine'} "
                         f"(minutes per notebook: {per_notebook}).")
-    validation = tables_dir / "03_validation_vertex_error.csv"
-    if validation.is_file():
-        row = pd.read_csv(validation).iloc[0]
-        sections.append(f"Notebook 03 ({_stamp(pd.read_csv(validation))}): after {int(row['steps'])} training steps "
-                        f"the DF-MVR network's mean vertex error on {int(row['samples'])} validation triplets is "
-                        f"**{row['network_mm']:.3f} mm** against **{row['mean_face_mm']:.3f} mm** for the mean face "
-                        f"(better on {100 * row['network_better_fraction']:.0f} % of the triplets"
-                        + (f"; paired Wilcoxon p = {row['wilcoxon_p']:.1g}" if "wilcoxon_p" in row else "") + ").")
+    gap = tables_dir / "03_test_gap.csv"
+    if gap.is_file():
+        frame = pd.read_csv(gap)
+        parts = [f"seed {int(row.seed)} {row.measure} **{row.network_mm:.3f} mm** (mean face {row.mean_face_mm:.3f}, "
+                 f"ceiling {row.ceiling_mm:.3f}: **{100 * row.gap_closed:.0f} %** of the gap closed, paired "
+                 f"p = {row.p_vs_mean_face:.1g})" for row in frame.itertuples()]
+        sections.append(f"Notebook 03 ({_stamp(frame)}): DF-MVR after {int(frame['steps'].iloc[0])} training steps "
+                        f"on {int(frame['n_test'].iloc[0])} test triplets with the parser's masks as input: "
+                        + "; ".join(parts) + ".")
     for name, heading in HEADLINE_TABLES:
         path = tables_dir / name
         if not path.is_file():

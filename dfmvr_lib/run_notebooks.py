@@ -54,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     if not notebooks:
         print(f"no notebooks found in {NOTEBOOK_DIR}", file=sys.stderr)
         return 2
+    from .precision import precision_note
+
+    data_dir = REPOSITORY_ROOT / "data"
+    from_scratch = not data_dir.exists() or not any(data_dir.iterdir())
+    precision = precision_note("auto")
+    print(f"[run_notebooks] {len(notebooks)} notebooks, profile {args.profile}, {precision}, "
+          f"{'from scratch (data/ empty)' if from_scratch else 'reusing what data/ holds'}", flush=True)
     started = time.perf_counter()
     timings = []
     for notebook in notebooks:
@@ -64,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[run_notebooks] {notebook.name} done in {timings[-1]['seconds']:.0f} s", flush=True)
     print(f"[run_notebooks] {len(notebooks)} notebooks in {time.perf_counter() - started:.0f} s")
     if not args.only:                 # the timing table describes a whole main job, not a partial re-run
-        write_timing(timings, args.profile, args.results_dir)
+        write_timing(timings, args.profile, args.results_dir, from_scratch=from_scratch, precision=precision)
     if not args.only and args.profile == "cpu" and not args.no_readme \
             and args.results_dir.resolve() == (REPOSITORY_ROOT / "results").resolve():
         from .readme_tables import update_readme
@@ -74,15 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_timing(timings: list[dict], profile: str, results_dir: Path) -> Path:
+def write_timing(timings: list[dict], profile: str, results_dir: Path, from_scratch: bool = False,
+                 precision: str = "") -> Path:
     """Write the wall-clock seconds per notebook of this invocation to ``results/tables/run_notebooks_timing.csv``
-    (with provenance) and return its path."""
+    (with provenance, whether ``data/`` was empty when the job started, and the precision the trainings ran in)
+    and return its path."""
     import pandas as pd
 
     from .provenance import write_table
 
     frame = pd.DataFrame(timings)
     frame.insert(0, "profile", profile)
+    frame["from_scratch"] = from_scratch
+    frame["precision"] = precision
     return write_table(frame, Path(results_dir) / "tables" / "run_notebooks_timing.csv")
 
 

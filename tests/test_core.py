@@ -14,7 +14,8 @@ from dfmvr_lib.lighting import directional_lighting, sh_basis, sh_irradiance
 # ---------------------------------------------------------------- config
 def test_profiles_differ_in_size_and_share_defaults():
     smoke, cpu, paper = (get_config(p) for p in ("smoke", "cpu", "paper"))
-    assert smoke.image_size < cpu.image_size < paper.image_size == 224
+    assert smoke.image_size <= cpu.image_size < paper.image_size == 224          # cpu: 64 px, chosen by the study
+    assert smoke.training.steps < cpu.training.steps < paper.training.steps
     assert paper.network.base_width == 64
     assert abs(paper.focal_length - 1015.0) < 1e-9
     assert abs(cpu.focal_length - 1015.0 * cpu.image_size / 224) < 1e-9

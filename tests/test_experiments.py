@@ -122,6 +122,7 @@ def test_readme_block_is_generated_from_the_csvs(tmp_path):
     text = readme.read_text()
     assert "old text" not in text and text.startswith("# title\n\nbefore") and text.endswith("after\n")
     assert "| DF-MVR (ours) | pixelface-like | fused | 2 | 0 | 1.500 +- 0.354 |" in text
+    assert "vs mean face (mm, p)" in text
     assert "1.440 +- 0.296" in text                         # the paper's Table I number, its own column
     assert "**3 minutes** for 2 notebooks" in text and "commit abc1234" in text
     assert "Not run yet:" in text and "06_table4_ablation.csv" in text
@@ -138,3 +139,53 @@ def test_experiment_schedule_overrides_the_training_length_only_when_set():
     assert method_config("cpu", "dfmvr", overrides={"training.steps": 7}).training.steps == 7
     assert get_config("smoke").experiments.training_steps is None
     assert method_config("smoke", "dfmvr").training.steps == get_config("smoke").training.steps
+
+
+def test_claims_say_holds_reversed_or_not_significant():
+    from dfmvr_lib.experiments import Claim, claims_markdown, claims_table
+
+    generator = torch.Generator().manual_seed(1)
+    base = (torch.rand(40, generator=generator) + 1.0).tolist()
+    noise = (0.05 * torch.randn(40, generator=generator)).tolist()
+    errors = {"good": _errors({"fused": [b - 0.3 for b in base]}), "ref": _errors({"fused": base}),
+              "same": _errors({"fused": [b + n for b, n in zip(base, noise)]}),
+              "baseline": _errors({"A": [b + 0.5 for b in base], "B": base, "C": [b + 0.4 for b in base]})}
+    frame = claims_table(errors, [Claim("good beats ref", "good", "ref"), Claim("ref beats good", "ref", "good"),
+                                  Claim("same beats ref", "same", "ref"),
+                                  Claim("good beats the baseline's best view", "good", "baseline", "fused", "best_view")])
+    assert frame["verdict"].tolist() == ["holds", "reversed", "not significant", "holds"]
+    assert frame["difference_mm"].iloc[0] == pytest.approx(-0.3)
+    assert "**holds**" in claims_markdown(frame) and "40 triplets" in claims_markdown(frame)
+    with pytest.raises(KeyError, match="missing"):
+        claims_table(errors, [Claim("x", "missing", "ref")])
+
+
+def test_mean_face_statement_names_the_rows_that_do_not_beat_it():
+    from dfmvr_lib.experiments import mean_face_statement
+
+    table = pd.DataFrame([{"method": "dfmvr", "test_input": "fused", "vs_mean_face_mm": -0.2, "p_vs_mean_face": 1e-5},
+                          {"method": "deng", "test_input": "best_view", "vs_mean_face_mm": 0.1, "p_vs_mean_face": 0.2},
+                          {"method": "mean_face", "test_input": "fused", "vs_mean_face_mm": None,
+                           "p_vs_mean_face": None}])
+    assert "1 of 2 trained-method rows" in mean_face_statement(table) and "deng [best_view]" in mean_face_statement(table)
+    assert "Every trained method beats the mean face" in mean_face_statement(table.iloc[[0, 2]])
+
+
+def test_oracle_inputs_are_named_in_the_method_label():
+    from dfmvr_lib.experiments import oracle_inputs
+    from dfmvr_lib.experiments.methods import method_label
+
+    assert oracle_inputs(get_config("cpu")) == ""
+    oracle = get_config("cpu", {"training.input_masks": "ground_truth", "training.landmark_noise_nme": 0.0})
+    assert oracle_inputs(oracle) == "ground-truth masks, exact 2D landmarks"
+    assert method_label("dfmvr (oracle: ground-truth masks)") == "DF-MVR (ours) (oracle: ground-truth masks)"
+    assert method_label("ceiling").startswith("ceiling (oracle")
+
+
+def test_gap_closed_is_zero_at_the_mean_face_and_one_at_the_ceiling():
+    from dfmvr_lib.experiments import gap_closed
+
+    assert gap_closed(3.0, 3.0, 1.0) == 0.0 and gap_closed(1.0, 3.0, 1.0) == 1.0
+    assert gap_closed(2.2, 3.0, 1.0) == pytest.approx(0.4) and gap_closed(3.5, 3.0, 1.0) < 0
+    with pytest.raises(ValueError, match="ceiling"):
+        gap_closed(2.0, 1.0, 1.5)

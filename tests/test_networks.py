@@ -372,3 +372,50 @@ def test_build_network_from_config(backbone, regressor):
     assert model.translation_scale_mm == config.network.translation_scale_mm
     out = model(*random_inputs(2, config.image_size))
     assert out.identity.shape == (2, 20) and out.expression.shape == (2, config.face_model.expression_components)
+
+
+def test_group_norm_replaces_every_batch_norm_and_keeps_the_identity_start():
+    from dfmvr_lib.networks.normalization import replace_batch_norm
+
+    config = get_config("smoke", {"network.normalization": "group"})
+    model = build_network(config)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and any(float(m.weight.abs().max()) == 0.0 for m in norms)    # zero-scale residual ends kept
+    model.train()
+    with torch.no_grad():                     # group norm: a sample's output does not depend on the batch
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+        images, parse = torch.rand(3, 3, 3, 64, 64), torch.randint(0, 10, (3, 3, 64, 64))
+        alone = model(images[:1], parse[:1]).identity
+        together = model(images, parse).identity[:1]
+    assert torch.allclose(alone, together, atol=1e-5)
+    with pytest.raises(ValueError, match="normalization"):
+        replace_batch_norm(model, "layer")
+
+
+def test_pose_heads_can_start_at_the_rig_yaws():
+    config = get_config("smoke", {"network.initial_view_yaws_degrees": (-30.0, 0.0, 30.0)})
+    model = build_network(config).eval()
+    with torch.no_grad():
+        coefficients = model(torch.rand(2, 3, 3, 64, 64), torch.randint(0, 10, (2, 3, 64, 64)))
+    expected = torch.tensor([-math.pi / 6, 0.0, math.pi / 6])
+    assert torch.allclose(coefficients.angles[:, :, 1], expected.expand(2, 3), atol=1e-6)
+    assert torch.equal(coefficients.angles[:, :, 0], torch.zeros(2, 3))
+    assert torch.equal(coefficients.identity, torch.zeros_like(coefficients.identity))
+    with pytest.raises(ValueError, match="one yaw per view"):
+        build_network(get_config("smoke", {"network.initial_view_yaws_degrees": (10.0,)}))
+
+
+def test_coordinate_channels_give_pixel_centres_in_minus_one_to_one():
+    from dfmvr_lib.networks.dfmvr import coordinate_grid
+
+    grid = coordinate_grid(torch.zeros(2, 3, 5, 4, 8))
+    assert grid.shape == (2, 3, 2, 4, 8)
+    assert torch.allclose(grid[0, 0, 0, 0], (torch.arange(8) + 0.5) / 8 * 2 - 1)      # x along the row
+    assert torch.allclose(grid[0, 0, 1, :, 0], (torch.arange(4) + 0.5) / 4 * 2 - 1)   # y down the column
+    for backbone in ("tri_unet", "single_image"):
+        model = build_network(get_config("smoke", {"network.coordinate_channels": True,
+                                                   "network.backbone": backbone}))
+        out = model(torch.rand(1, 3, 3, 64, 64), torch.randint(0, 10, (1, 3, 64, 64)))
+        assert torch.isfinite(out.identity).all()

@@ -281,7 +281,7 @@ def test_detail_head_shapes_init_and_layout():
 def test_pretraining_with_detail_bf16_and_dice(tiny_benchmark, tmp_path):
     config = get_config("smoke", overrides={"image_size": 32, "parser.steps": 4, "parser.checkpoint_every": 2,
                                             "parser.batch_size": 2, "parser.warmup_steps": 1, "parser.refine": False,
-                                            "parser.detail": (8, 8), "parser.bf16": True,
+                                            "parser.detail": (8, 8), "parser.precision": "bf16",
                                             "parser.channels_last": True, "parser.dice_weight": 1.0})
     run = pretrain_parser(config, tiny_benchmark, run_dir=tmp_path / "d", progress=False)
     assert run.finished and np.isfinite(run.metrics["loss"]).all()

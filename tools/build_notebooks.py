@@ -145,7 +145,8 @@ from pathlib import Path
 
 from dfmvr_lib import plots
 from dfmvr_lib.config import get_config
-from dfmvr_lib.data.synthetic import PRESETS, SyntheticMultiViewDataset, benchmark_statistics, generate_benchmark
+from dfmvr_lib import workbook
+from dfmvr_lib.data.synthetic import PRESETS, SyntheticMultiViewDataset, benchmark_statistics
 from dfmvr_lib.provenance import write_table
 
 config = get_config(profile)
@@ -157,8 +158,7 @@ tables = Path(results_dir) / "tables"
 One folder per preset; a finished benchmark with the same settings is reused, an interrupted one resumes.
 """),
     code("""
-roots = {preset: generate_benchmark(Path(data_dir) / f"synthetic_{profile}_{preset}", config, preset)
-         for preset in PRESETS}
+roots = {preset: workbook.benchmark(config, data_dir, preset) for preset in PRESETS}
 roots
 """),
     markdown("## Statistics\nSamples and subjects per split, view yaws, landmark visibility, ground-truth offset from the model span."),
@@ -264,8 +264,9 @@ from pathlib import Path
 
 from dfmvr_lib import plots
 from dfmvr_lib.config import get_config
-from dfmvr_lib.data.synthetic import SyntheticMultiViewDataset, generate_benchmark
-from dfmvr_lib.parsing import evaluate_parser, mean_iou, predict_labels, pretrain_parser
+from dfmvr_lib import workbook
+from dfmvr_lib.data.synthetic import SyntheticMultiViewDataset
+from dfmvr_lib.parsing import evaluate_parser, mean_iou, predict_labels
 from dfmvr_lib.parsing.evaluation import compare_with_polygons
 from dfmvr_lib.parsing.figures import loss_curve_figure, parse_overlay_figure
 from dfmvr_lib.provenance import write_table
@@ -273,7 +274,7 @@ from dfmvr_lib.provenance import write_table
 config = get_config(profile)
 figures = Path(results_dir) / "figures"
 tables = Path(results_dir) / "tables"
-root = generate_benchmark(Path(data_dir) / f"synthetic_{profile}_pixelface-like", config, "pixelface-like")
+root = workbook.benchmark(config, data_dir)
 config.parser
 """),
     markdown("""
@@ -282,7 +283,7 @@ The run directory is keyed by a hash of the parser settings and the dataset sett
 configuration is reused, an interrupted one resumes from its last checkpoint.
 """),
     code("""
-run = pretrain_parser(config, root, celebamask_root=celebamask_dir, runs_root=Path(data_dir) / "runs" / "parser")
+run = workbook.parser_run(config, data_dir, celebamask_dir=celebamask_dir)
 print(f"{run.run_dir} reused={run.reused} resumed_from={run.resumed_from}; "
       f"{run.metrics['seconds'].iloc[-1] / 60:.1f} min of training")
 figure = loss_curve_figure(run.metrics)
@@ -340,58 +341,85 @@ Tri-UNet fusion backbone (three unshared encoders, one shared decoder with an at
 the RedNet-50 regressor turns the fused map into the shared identity / expression / albedo / lighting coefficients
 and a pose per view, and the differentiable renderer draws the result in every view. Losses: the photo loss weighted
 by the dilated part mask, the mask loss through the frozen parser of notebook 02 (with gradient), the weighted 2D
-landmark loss, the 3D landmark loss after a 7-point similarity, and the coefficient regularisation, with the
-paper's weights. The untrained network predicts the mean face, frontal, 1 m in front of the camera.
+landmark loss, the 3D landmark loss after a 7-point similarity, and the coefficient regularisation.
+
+**The paper's inputs.** The network's mask channels, the photo-loss weight map and the mask-loss target are the
+labels of the frozen parser of notebook 02 run on the input views (computed once per benchmark and cached, keyed by
+the parser run), in training and at test time; the 2D landmark targets carry a detector's error (NME 0.028, what the
+workbook's offline detector measured on a real photo). The renderer's exact parse maps and exact landmark
+projections are oracle settings (`training.input_masks="ground_truth"`, `training.landmark_noise_nme=0`); table rows
+that use them say "oracle".
 """),
     parameters('data_dir = "../data"         # generated datasets and training runs (git-ignored)\n'),
     code("""
-from pathlib import Path
-
 import pandas as pd
 import torch
+from IPython.display import Markdown, display
 
-from dfmvr_lib import plots
+from dfmvr_lib import plots, workbook
 from dfmvr_lib.camera import PerspectiveCamera
 from dfmvr_lib.config import get_config
-from dfmvr_lib.data.synthetic import generate_benchmark
+from dfmvr_lib.experiments import load_synthetic_test_set, run_report
 from dfmvr_lib.face_model.factory import load_face_model
-from dfmvr_lib.parsing import pretrain_parser
-from dfmvr_lib.provenance import write_table
-from dfmvr_lib.training import (make_batch, paired_vertex_error_test, reconstruct, summarise_vertex_errors,
-                                synthetic_meshes, synthetic_triplets, train_reconstruction, vertex_error_table)
-from dfmvr_lib.training.figures import prediction_figure, training_curves_figure, vertex_error_figure
+from dfmvr_lib.precision import precision_note
+from dfmvr_lib.provenance import REPOSITORY_ROOT, results_paths, write_table
+from dfmvr_lib.training import make_batch, reconstruct, synthetic_triplets
+from dfmvr_lib.training.figures import (learning_figure, prediction_figure, training_curves_figure,
+                                        vertex_error_figure)
+from dfmvr_lib.training.input_masks import with_input_masks
 
 config = get_config(profile)
-figures = Path(results_dir) / "figures"
-tables = Path(results_dir) / "tables"
-runs = Path(data_dir) / "runs"
-root = generate_benchmark(Path(data_dir) / f"synthetic_{profile}_pixelface-like", config, "pixelface-like")
-parser_run = pretrain_parser(config, root, runs_root=runs / "parser")
+figures, tables = results_paths(results_dir)
+root = workbook.benchmark(config, data_dir)
+parser_run = workbook.parser_run(config, data_dir)
+print(precision_note(config.training.precision))
 config.network, config.training
 """),
     markdown("""
-## Training
-The run directory is keyed by a hash of the network, loss, training, face-model and camera settings, the dataset
-and the parser run: a finished run is reused, an interrupted one resumes from its last checkpoint (model, optimiser,
-schedule and data position).
+## How the cpu profile was chosen: the learning-efficiency study
+`benchmarks/bench_learning.py` trains variants of the cpu profile (image size, widths, batch size, learning rate and
+warm-up, normalisation, loss balance, pose-head start, data size, oracle inputs) for the same number of steps, two
+side by side with one thread each, and records the validation error against training minutes, with the mean face
+and the ceiling as lines (right: the fraction of the mean-face -> ceiling gap closed, comparable across validation
+sets). The committed study is `results/benchmarks/learning.md`; it is read here, not rerun.
 """),
     code("""
-run = train_reconstruction(config, root, parser_run.run_dir, runs_root=runs / "reconstruction")
-print(f"{run.run_dir} reused={run.reused} resumed_from={run.resumed_from}; "
-      f"{run.metrics['seconds'].iloc[-1] / 60:.1f} min of training, "
-      f"{run.metrics['seconds'].diff().median():.2f} s per step of {config.training.batch_size} triplets")
+study = REPOSITORY_ROOT / "results" / "benchmarks" / "learning.csv"
+if study.is_file():
+    curves = pd.read_csv(study)
+    plots.save_figure(learning_figure(curves), figures / "03_learning_efficiency.png")
+    last = curves.groupby("variant", sort=False).tail(1)
+    display(last[["variant", "change", "minutes", "network_mm", "mean_face_mm", "ceiling_mm", "gap_closed"]].round(3))
+else:
+    print(f"{study} is missing: run benchmarks/bench_learning.py")
+"""),
+    markdown("""
+## Training
+One run per seed of the profile (`config.seeds`), two side by side (one thread each) on the cpu profile's two cores.
+Each run directory is keyed by a hash of the network, loss, training, face-model and camera settings, the precision,
+the dataset and the parser run: a finished run is reused, an interrupted one resumes from its last checkpoint
+(model, optimiser, schedule and data position). The first seed's run is the default checkpoint of
+`dfmvr reconstruct` and Table I's full-schedule row.
+"""),
+    code("""
+runs = workbook.notebook_03_runs(config, data_dir)
+run = runs[0]
+for r in runs:
+    print(f"seed {r.config.seed}: {r.run_dir} reused={r.reused}; {r.metrics['seconds'].iloc[-1] / 60:.1f} min of "
+          f"training, {r.metrics['seconds'].diff().median():.2f} s per step of {config.training.batch_size} triplets")
 figure = training_curves_figure(run.metrics, run.validation)
 plots.save_figure(figure, figures / "03_training_curves.png")
 """),
     markdown("""
 ## Predictions on validation triplets
 Top: the input views; middle: the render pasted over them; bottom: the render with the predicted 2D landmarks (red)
-and the ground-truth ones (green).
+and the landmark targets (green, with the detector's error).
 """),
     code("""
 model = load_face_model(config.face_model)
 camera = PerspectiveCamera.from_config(config)
-validation = synthetic_triplets(root, "validation")
+validation = with_input_masks(synthetic_triplets(root, "validation"), config.training.input_masks, root,
+                              "validation", parser_run.run_dir)
 for index in (0, 1):
     batch = make_batch(validation, torch.tensor([index]))
     with torch.no_grad():
@@ -402,50 +430,74 @@ for index in (0, 1):
     plots.save_figure(figure, figures / f"03_prediction_validation_{index}.png")
 """),
     markdown("""
-## Against the mean face
-Mean vertex error (mm) over the front face after a similarity alignment, on every validation triplet, for the
-network and for the mean face (what the untrained network predicts), with a paired test on the same triplets
-(`difference_mm` < 0: the network is better). The scan-to-mesh protocol of the paper (crop, 7-landmark alignment,
-ICP, point-to-plane) is used in the experiment notebooks.
+## Against the mean face and the ceiling, on the test split
+Every test triplet (new subjects), with the parser's masks as input. Two measures: the mean vertex error over the
+front face after a similarity alignment, and the paper's scan protocol (crop, 7-landmark similarity, ICP,
+point-to-plane rmse). Two references: the **mean face** (what the untrained network predicts) and the **ceiling**
+(the least-squares fit of the model's identity and expression to each ground-truth mesh: what a perfect regressor
+of these coefficients would reach; an oracle). `gap_closed` is the fraction of the mean-face -> ceiling gap the
+network closes; `p_vs_mean_face` the paired Wilcoxon p-value on the same triplets.
 """),
     code("""
-errors = vertex_error_table(run.network, model, camera, validation, synthetic_meshes(root, "validation"))
-summary = pd.DataFrame([{"split": "validation", "steps": config.training.steps,
-                         "training_minutes": run.metrics["seconds"].iloc[-1] / 60,
-                         **summarise_vertex_errors(errors), **paired_vertex_error_test(errors)}])
-write_table(summary, tables / "03_validation_vertex_error.csv", config)
-plots.save_figure(vertex_error_figure(errors), figures / "03_validation_vertex_error.png")
-summary.round(3)
+test = load_synthetic_test_set(root, model)
+summaries, per_sample = [], []
+for r in runs:
+    samples, summary = run_report(r, test, parser_run.run_dir)
+    summaries.append(summary.assign(seed=r.config.seed))
+    per_sample.append(samples.assign(seed=r.config.seed))
+summary = pd.concat(summaries, ignore_index=True)
+write_table(summary, tables / "03_test_gap.csv", config)
+first = per_sample[0].rename(columns={"network_vertex_mm": "network_mm", "mean_face_vertex_mm": "mean_face_mm"})
+plots.save_figure(vertex_error_figure(first, title=f"test split, seed {runs[0].config.seed}"),
+                  figures / "03_test_vertex_error.png")
+summary[["seed", "measure", "network_mm", "mean_face_mm", "ceiling_mm", "gap_closed", "vs_mean_face_mm",
+         "p_vs_mean_face", "network_better_fraction", "n_test"]].round(4)
+"""),
+    code("""
+target = 0.40
+lines = []
+for row in summary.itertuples():
+    met = "meets" if row.gap_closed >= target else "does not meet"
+    lines.append(f"- seed {row.seed}, {row.measure}: the network closes **{100 * row.gap_closed:.0f} %** of the gap "
+                 f"({row.network_mm:.3f} mm against {row.mean_face_mm:.3f} mm for the mean face and "
+                 f"{row.ceiling_mm:.3f} mm for the ceiling; paired p = {row.p_vs_mean_face:.1g}); this {met} the "
+                 f"workbook's target of {100 * target:.0f} %.")
+display(Markdown("\\n".join(lines)))
 """),
 ]
 
 EXPERIMENT_SETUP = """
-from pathlib import Path
-
 import pandas as pd
 from IPython.display import Markdown, display
 
-from dfmvr_lib import plots
+from dfmvr_lib import plots, workbook
 from dfmvr_lib.config import get_config
-from dfmvr_lib.data.synthetic import generate_benchmark
-from dfmvr_lib.experiments import (FRONT_ONLY, RowSpec, comparison_figure, load_synthetic_test_set,
-                                   ordering_statement, run_table)
+from dfmvr_lib.experiments import (FRONT_ONLY, Claim, RowSpec, claims_markdown, claims_table, comparison_figure,
+                                   load_synthetic_test_set, mean_face_statement, ordering_statement, run_table)
 from dfmvr_lib.face_model.factory import load_face_model
-from dfmvr_lib.parsing import pretrain_parser
-from dfmvr_lib.provenance import write_table
+from dfmvr_lib.precision import precision_note
+from dfmvr_lib.provenance import results_paths, write_table
 
 config = get_config(profile)
-figures = Path(results_dir) / "figures"
-tables = Path(results_dir) / "tables"
-runs = Path(data_dir) / "runs"
+figures, tables = results_paths(results_dir)
 model = load_face_model(config.face_model)
-pixelface_root = generate_benchmark(Path(data_dir) / f"synthetic_{profile}_pixelface-like", config, "pixelface-like")
-parser_run = pretrain_parser(config, pixelface_root, runs_root=runs / "parser")
+pixelface_root = workbook.benchmark(config, data_dir, "pixelface-like")
+parser_run = workbook.parser_run(config, data_dir)
 comparison_seeds = config.seeds[:config.experiments.comparison_seeds]
 common = dict(profile=profile, parser_run_dir=parser_run.run_dir, seeds=comparison_seeds,
-              runs_root=runs / "reconstruction", parallel_trainings=config.experiments.parallel_trainings)
-print(f"seeds {comparison_seeds} (ablation: {config.seeds}), {config.training.steps} training steps per run, "
-      f"{config.experiments.parallel_trainings} trainings side by side")
+              runs_root=workbook.runs_dir(data_dir, "reconstruction"),
+              parallel_trainings=config.experiments.parallel_trainings)
+print(f"seeds {comparison_seeds} (ablation: {config.seeds}), {config.experiments.training_steps or config.training.steps} "
+      f"training steps per run, {config.experiments.parallel_trainings} trainings side by side; "
+      f"{precision_note(config.training.precision)}")
+"""
+
+TABLE_NOTES = """
+Every table has two reference rows: the **mean face** (what every network predicts before training) and the
+**ceiling** (the least-squares fit of the model to each ground-truth mesh, an oracle: no regressor of these
+coefficients can do better). Every row of a trained method carries `vs_mean_face_mm` (mean paired difference,
+negative = better) and `p_vs_mean_face` (paired Wilcoxon p-value on the same test triplets), and `run_dirs`, the run
+directories it was evaluated from.
 """
 
 NOTEBOOK_04 = [
@@ -466,39 +518,65 @@ row, measured on its datasets with BFM09: compare orderings, not values.
 - **Table II** (train Multi-PIE, test Bosphorus, no L_3d): the `bosphorus-like` setting (side views at +-45 deg,
   varied lighting), all methods without 3D landmarks.
 
-Every method trains for the same number of steps (`config.experiments.training_steps`); in the `cpu` profile that is
-a short budget, so the rows compare how far each method gets in it. Two reference rows frame them: the **mean face**
-(the untrained network's prediction) and, in Table I, the **DF-MVR run of notebook 03** with its full schedule
-(`training.steps`, reused, not retrained).
-"""),
+Every method trains for `config.experiments.training_steps` steps. Runs shared with other notebooks: DF-MVR and
+DF-MVR w/o L_3d of Table I (seed 0) are also v6 and v5 of Table IV (notebook 06), and Deng and Shang of Table I are
+the baselines of Table III (notebook 05); the `training.steps` row of Table I is notebook 03's first run, reused;
+the Table II runs are the models of Table V (notebook 08). The runs of both tables train together, two side by side.
+""" + TABLE_NOTES),
     parameters('data_dir = "../data"         # generated datasets and training runs (git-ignored)\n'),
     code(EXPERIMENT_SETUP),
+    code("""
+from dfmvr_lib.experiments import train_methods
+
+bosphorus_root = workbook.benchmark(config, data_dir, "bosphorus-like")
+table_1_specs = [RowSpec("shang"), RowSpec("deng"), RowSpec("dfmvr_no_l3d"), RowSpec("dfmvr"),
+                 RowSpec("dfmvr", paper_row="none", overrides={"training.steps": config.training.steps})]
+table_2_specs = [RowSpec("shang"), RowSpec("deng"), RowSpec("dfmvr_no_l3d")]
+train_methods([(s.method, seed, s.overrides, pixelface_root) for s in table_1_specs for seed in comparison_seeds]
+              + [(s.method, seed, s.overrides, bosphorus_root) for s in table_2_specs for seed in comparison_seeds],
+              profile=profile, dataset_root=pixelface_root, parser_run_dir=parser_run.run_dir,
+              runs_root=common["runs_root"], workers=config.experiments.parallel_trainings)
+"""),
     markdown("## Table I — pixelface-like setting"),
     code("""
 pixelface_test = load_synthetic_test_set(pixelface_root, model, limit=config.experiments.test_samples)
-notebook_03_run = RowSpec("dfmvr", paper_row="none", overrides={"training.steps": config.training.steps})
-table_1, errors_1 = run_table("Table I", "pixelface-like", [RowSpec("shang"), RowSpec("deng"),
-                                                           RowSpec("dfmvr_no_l3d"), RowSpec("dfmvr"),
-                                                           notebook_03_run],
-                              dataset_root=pixelface_root, test_set=pixelface_test, mean_face_row=True, **common)
+table_1, errors_1 = run_table("Table I", "pixelface-like", table_1_specs, dataset_root=pixelface_root,
+                              test_set=pixelface_test, **common)
 write_table(table_1, tables / "04_table1_pixelface.csv", config)
 plots.save_figure(comparison_figure(table_1, "Table I: pixelface-like synthetic setting"),
                   figures / "04_table1_pixelface.png")
-display(Markdown(ordering_statement(table_1[table_1["test_input"] != "mean_over_views"])))
-table_1.round(4)
+table_1.drop(columns=["run_dirs"]).round(4)
+"""),
+    code("""
+claims_1 = claims_table(errors_1, [
+    Claim("DF-MVR beats Deng et al. (best view)", "dfmvr[ABC]", "deng[ABC]", "fused", "best_view"),
+    Claim("DF-MVR beats Shang et al. (best view)", "dfmvr[ABC]", "shang[ABC]", "fused", "best_view"),
+    Claim("DF-MVR beats DF-MVR w/o L_3d", "dfmvr[ABC]", "dfmvr_no_l3d[ABC]"),
+    Claim("DF-MVR w/o L_3d beats Deng et al. (best view)", "dfmvr_no_l3d[ABC]", "deng[ABC]", "fused", "best_view"),
+    Claim("DF-MVR w/o L_3d beats Shang et al. (best view)", "dfmvr_no_l3d[ABC]", "shang[ABC]", "fused", "best_view"),
+    Claim("Deng et al. beats Shang et al. (best view)", "deng[ABC]", "shang[ABC]", "best_view", "best_view"),
+])
+write_table(claims_1, tables / "04_table1_claims.csv", config)
+display(Markdown(mean_face_statement(table_1) + "\\n\\n" + claims_markdown(claims_1) + "\\n\\n"
+                 + ordering_statement(table_1[table_1["test_input"] != "mean_over_views"])))
 """),
     markdown("## Table II — bosphorus-like setting (no 3D landmarks for any method)"),
     code("""
-bosphorus_root = generate_benchmark(Path(data_dir) / f"synthetic_{profile}_bosphorus-like", config, "bosphorus-like")
 bosphorus_test = load_synthetic_test_set(bosphorus_root, model, limit=config.experiments.test_samples)
-table_2, errors_2 = run_table("Table II", "bosphorus-like", [RowSpec("shang"), RowSpec("deng"),
-                                                            RowSpec("dfmvr_no_l3d")],
-                              dataset_root=bosphorus_root, test_set=bosphorus_test, mean_face_row=True, **common)
+table_2, errors_2 = run_table("Table II", "bosphorus-like", table_2_specs, dataset_root=bosphorus_root,
+                              test_set=bosphorus_test, **common)
 write_table(table_2, tables / "04_table2_bosphorus.csv", config)
 plots.save_figure(comparison_figure(table_2, "Table II: bosphorus-like synthetic setting"),
                   figures / "04_table2_bosphorus.png")
-display(Markdown(ordering_statement(table_2[table_2["test_input"] != "mean_over_views"])))
-table_2.round(4)
+claims_2 = claims_table(errors_2, [
+    Claim("DF-MVR w/o L_3d beats Shang et al. (best view)", "dfmvr_no_l3d[ABC]", "shang[ABC]", "fused", "best_view"),
+    Claim("DF-MVR w/o L_3d beats Deng et al. (best view)", "dfmvr_no_l3d[ABC]", "deng[ABC]", "fused", "best_view"),
+    Claim("Shang et al. beats Deng et al. (best view)", "shang[ABC]", "deng[ABC]", "best_view", "best_view"),
+])
+write_table(claims_2, tables / "04_table2_claims.csv", config)
+display(Markdown(mean_face_statement(table_2) + "\\n\\n" + claims_markdown(claims_2) + "\\n\\n"
+                 + ordering_statement(table_2[table_2["test_input"] != "mean_over_views"])))
+table_2.drop(columns=["run_dirs"]).round(4)
 """),
 ]
 
@@ -511,10 +589,15 @@ and the other two are black images with empty masks; the losses use only the vie
 the network gets **one real view** (the front view B; the others black). We also show the same network with all
 three views (the paper's "ours" row of Table III), the normally trained DF-MVR given the front view alone, and the
 baselines on the front view alone and as the best of three.
-"""),
+
+Runs reused: Deng, Shang and DF-MVR are the Table I runs of notebook 04 (trained here only when notebook 04 has not
+run); the single-view run is the one run of this notebook.
+""" + TABLE_NOTES),
     parameters('data_dir = "../data"         # generated datasets and training runs (git-ignored)\n'),
     code(EXPERIMENT_SETUP),
     code("""
+from dfmvr_lib.experiments import table_rows
+
 test = load_synthetic_test_set(pixelface_root, model, limit=config.experiments.test_samples)
 specs = [RowSpec("shang", paper_row="shang"), RowSpec("deng", paper_row="deng"),
          RowSpec("dfmvr_single_view", input_views=FRONT_ONLY),
@@ -522,8 +605,6 @@ specs = [RowSpec("shang", paper_row="shang"), RowSpec("deng", paper_row="deng"),
          RowSpec("dfmvr", paper_row="none", input_views=FRONT_ONLY)]
 table_3, errors_3 = run_table("Table III", "pixelface-like", specs, dataset_root=pixelface_root, test_set=test,
                               **common)
-from dfmvr_lib.experiments import table_rows
-
 front_rows = [row for method in ("shang", "deng")     # the baselines on the front view alone (no oracle)
               for row in table_rows(errors_3[RowSpec(method).key], table="Table III", method=method,
                                     setting="pixelface-like", profile=profile,
@@ -532,8 +613,19 @@ table_3 = pd.concat([table_3, pd.DataFrame(front_rows)], ignore_index=True)
 write_table(table_3, tables / "05_table3_single_view.csv", config)
 plots.save_figure(comparison_figure(table_3, "Table III: single-view input (pixelface-like)"),
                   figures / "05_table3_single_view.png")
-display(Markdown(ordering_statement(table_3)))
-table_3.round(4)
+claims_3 = claims_table(errors_3, [
+    Claim("DF-MVR single-view (front view alone) beats Deng et al. (front view alone)", "dfmvr_single_view[B]",
+          "deng[ABC]", "fused", "B"),
+    Claim("DF-MVR single-view (front view alone) beats Shang et al. (front view alone)", "dfmvr_single_view[B]",
+          "shang[ABC]", "fused", "B"),
+    Claim("DF-MVR single-view: three views beat the front view alone", "dfmvr_single_view[ABC]",
+          "dfmvr_single_view[B]"),
+    Claim("single-view training helps a one-view test (front view alone)", "dfmvr_single_view[B]", "dfmvr[B]"),
+])
+write_table(claims_3, tables / "05_table3_claims.csv", config)
+display(Markdown(mean_face_statement(table_3) + "\\n\\n" + claims_markdown(claims_3) + "\\n\\n"
+                 + ordering_statement(table_3)))
+table_3.drop(columns=["run_dirs"]).round(4)
 """),
 ]
 
@@ -544,8 +636,11 @@ NOTEBOOK_06 = [
 The six versions of the paper's ablation, each trained with every seed of the profile:
 v1 per-view CNN encoders fused at the end + RedNet; v2 per-view UNets fused at the end + RedNet; v3 Tri-UNet +
 ResNet-50; v4 no face mask (RGB input, no mask loss, no part weighting); v5 no 3D landmark loss; v6 the full model.
-A paired test on the same test samples (errors averaged over seeds) says whether each version differs from v6.
-"""),
+A paired test on the same test samples (errors averaged over seeds) says whether each version differs from v6:
+`vs_v6_mean_difference_mm` (this version minus v6, mm) and its p-values, joined to the rows by method.
+
+Runs reused: v5 and v6 of seed 0 are DF-MVR w/o L_3d and DF-MVR of Table I (notebook 04).
+""" + TABLE_NOTES),
     parameters('data_dir = "../data"         # generated datasets and training runs (git-ignored)\n'),
     code(EXPERIMENT_SETUP),
     code("""
@@ -554,15 +649,22 @@ from dfmvr_lib.experiments import ABLATION_VERSIONS, paired_comparison
 test = load_synthetic_test_set(pixelface_root, model, limit=config.experiments.test_samples)
 specs = [RowSpec(method, paper_row=version) for version, method in ABLATION_VERSIONS.items()]
 table_4, errors_4 = run_table("Table IV", "pixelface-like", specs, dataset_root=pixelface_root, test_set=test,
-                              mean_face_row=True, **dict(common, seeds=config.seeds))
-table_4.insert(1, "version", list(ABLATION_VERSIONS) + ["mean face"])
+                              **dict(common, seeds=config.seeds))
+versions = {method: version for version, method in ABLATION_VERSIONS.items()}
+table_4.insert(1, "version", [versions.get(m.split(" (oracle")[0], m.replace("_", " ")) for m in table_4["method"]])
 full = errors_4[RowSpec("dfmvr").key]
-paired = [paired_comparison(errors_4[spec.key], full) for spec in specs] + [paired_comparison(errors_4["mean_face"], full)]
-table_4 = pd.concat([table_4, pd.DataFrame(paired).add_prefix("vs_v6_")], axis=1)
+paired = pd.DataFrame([{"method_key": spec.method, **paired_comparison(errors_4[spec.key], full)} for spec in specs])
+table_4["method_key"] = [m.split(" (oracle")[0] for m in table_4["method"]]
+table_4 = table_4.merge(paired.add_prefix("vs_v6_").rename(columns={"vs_v6_method_key": "method_key"}),
+                        on="method_key", how="left").drop(columns=["method_key"])
 write_table(table_4, tables / "06_table4_ablation.csv", config)
 plots.save_figure(comparison_figure(table_4, "Table IV: ablation (pixelface-like)"), figures / "06_table4_ablation.png")
-display(Markdown(ordering_statement(table_4)))
-table_4.round(4)
+claims_4 = claims_table(errors_4, [Claim(f"v6 (full) beats {version}", "dfmvr[ABC]", RowSpec(method).key)
+                                   for version, method in ABLATION_VERSIONS.items() if method != "dfmvr"])
+write_table(claims_4, tables / "06_table4_claims.csv", config)
+display(Markdown(mean_face_statement(table_4) + "\\n\\n" + claims_markdown(claims_4) + "\\n\\n"
+                 + ordering_statement(table_4)))
+table_4.drop(columns=["run_dirs"]).round(4)
 """),
 ]
 
@@ -572,33 +674,55 @@ NOTEBOOK_07 = [
 
 The paper sweeps the photo-loss weight w_p with the other weights fixed (best around 4-5), then the mask-loss
 weight w_m at the best w_p (best around 3). Same here, with the first seed of the profile; each point is the mean
-rmse over the test samples (error bars: standard error of that mean).
-"""),
+rmse over the test samples (error bars: standard error of that mean). The best weight is read off the
+**validation** split's vertex error (the run's last validation pass), not the test split; the test rmse is shown.
+
+Runs reused: the point at the profile's own weights (w_p = 4, w_m = 3) is DF-MVR of Table I (notebook 04).
+""" + TABLE_NOTES),
     parameters('data_dir = "../data"         # generated datasets and training runs (git-ignored)\n'),
     code(EXPERIMENT_SETUP),
     code("""
+from pathlib import Path
+
 from dfmvr_lib.experiments import sensitivity_figure
 
 test = load_synthetic_test_set(pixelface_root, model, limit=config.experiments.test_samples)
 photo_weights, mask_weights = config.experiments.photo_weights, config.experiments.mask_weights
-sweep_seeds = config.seeds[:1]
-sweep = dict(common, seeds=sweep_seeds)
+sweep = dict(common, seeds=config.seeds[:1])
+
+
+def validation_error(row) -> float:
+    \"\"\"The run's last validation vertex error (mm): the selection criterion of the sweep.\"\"\"
+    return float(pd.read_csv(Path(row["run_dirs"].split()[0]) / "validation.csv")["network_mm"].iloc[-1])
+
+
 photo_rows, _ = run_table("Fig. 11", "pixelface-like",
                           [RowSpec("dfmvr", paper_row="none", overrides={"losses.photo": w}) for w in photo_weights],
-                          dataset_root=pixelface_root, test_set=test, **sweep)
+                          dataset_root=pixelface_root, test_set=test, reference_rows=False, **sweep)
 photo_rows["weight"], photo_rows["value"] = "photo", photo_weights
-best_photo = float(photo_rows.loc[photo_rows["rmse_mm_mean"].idxmin(), "value"])
+photo_rows["validation_mm"] = [validation_error(row) for _, row in photo_rows.iterrows()]
+best_photo = float(photo_rows.loc[photo_rows["validation_mm"].idxmin(), "value"])
 mask_rows, _ = run_table("Fig. 11", "pixelface-like",
                          [RowSpec("dfmvr", paper_row="none", overrides={"losses.photo": best_photo, "losses.mask": w})
                           for w in mask_weights], dataset_root=pixelface_root, test_set=test, **sweep)
+references = mask_rows[mask_rows["method"].isin(["mean_face", "ceiling"])]
+mask_rows = mask_rows[~mask_rows["method"].isin(["mean_face", "ceiling"])].copy()
 mask_rows["weight"], mask_rows["value"] = "mask", mask_weights
-sweeps = pd.concat([photo_rows, mask_rows], ignore_index=True)
+mask_rows["validation_mm"] = [validation_error(row) for _, row in mask_rows.iterrows()]
+best_mask = float(mask_rows.loc[mask_rows["validation_mm"].idxmin(), "value"])
+sweeps = pd.concat([photo_rows, mask_rows, references], ignore_index=True)
 sweeps["rmse_mm_sem"] = sweeps["rmse_mm_std"] / sweeps["n_test"] ** 0.5
 write_table(sweeps, tables / "07_sensitivity.csv", config)
-plots.save_figure(sensitivity_figure(sweeps), figures / "07_sensitivity.png")
-print(f"best w_p = {best_photo:g} (paper: 4-5); best w_m = "
-      f"{mask_rows.loc[mask_rows['rmse_mm_mean'].idxmin(), 'value']:g} (paper: ~3)")
-sweeps[["weight", "value", "rmse_mm_mean", "rmse_mm_sem", "mean_mm_mean", "n_test", "seeds"]].round(4)
+plots.save_figure(sensitivity_figure(sweeps[sweeps["weight"].notna()]), figures / "07_sensitivity.png")
+paper_best = {"photo": (4.0, 5.0), "mask": (3.0,)}
+lines = [mean_face_statement(sweeps)]
+for name, best in (("photo", best_photo), ("mask", best_mask)):
+    holds = "agrees with" if best in paper_best[name] else "differs from"
+    lines.append(f"- best w_{name[0]} on the validation split: **{best:g}**; this {holds} the paper's best "
+                 f"({' - '.join(f'{v:g}' for v in paper_best[name])}).")
+display(Markdown("\\n".join(lines)))
+sweeps[["weight", "value", "validation_mm", "rmse_mm_mean", "rmse_mm_sem", "vs_mean_face_mm", "p_vs_mean_face",
+        "n_test", "seeds", "method"]].round(4)
 """),
 ]
 
@@ -610,50 +734,68 @@ The models of Table II (bosphorus-like training, no 3D landmarks) are tested on 
 is at 10, 20, 30 or 45 degrees, or at a random angle in [10, 45]; the front and right views stay as in training.
 The test sets are generated here with their own seed (no subject overlaps the training split). Then per-region
 errors (the part classes of the ground-truth vertices) and error maps on one test face.
-"""),
+
+Runs reused: all three methods are the Table II runs of notebook 04 (nothing new is trained here when notebook 04
+has run).
+""" + TABLE_NOTES),
     parameters('data_dir = "../data"         # generated datasets and training runs (git-ignored)\n'),
     code(EXPERIMENT_SETUP),
     code("""
+from dfmvr_lib.data.synthetic import generate_benchmark
 from dfmvr_lib.data.synthetic_settings import SyntheticSettings
 
-bosphorus_root = generate_benchmark(Path(data_dir) / f"synthetic_{profile}_bosphorus-like", config, "bosphorus-like")
-robust_rows = []
+
+bosphorus_root = workbook.benchmark(config, data_dir, "bosphorus-like")
+robust_rows, robust_errors, robust_roots = [], {}, {}
 for yaw in config.experiments.left_yaws:
     left = dict(left_yaw_mode="uniform") if yaw == "random" else dict(left_yaw_mode="fixed", left_yaw_degrees=yaw)
     settings = SyntheticSettings.from_config(config, "bosphorus-like", seed=config.seed + 1000, train_subjects=0,
                                              validation_subjects=0, yaw_range_degrees=(10.0, 45.0), **left)
-    root = generate_benchmark(Path(data_dir) / f"robustness_{profile}_left_{yaw}", settings)
-    test = load_synthetic_test_set(root, model, limit=config.experiments.test_samples)
-    rows, _ = run_table("Table V", f"left view {yaw}", [RowSpec("shang", paper_row="none"),
-                                                        RowSpec("deng", paper_row="none"),
-                                                        RowSpec("dfmvr_no_l3d", paper_row=f"dfmvr_no_l3d@{yaw}")],
-                        dataset_root=bosphorus_root, test_set=test, **common)
+    robust_roots[yaw] = generate_benchmark(workbook.dataset_dir(data_dir, profile, f"robustness_left_{yaw}"), settings)
+    test = load_synthetic_test_set(robust_roots[yaw], model, limit=config.experiments.test_samples)
+    rows, robust_errors[yaw] = run_table("Table V", f"left view {yaw}",
+                                         [RowSpec("shang", paper_row="none"), RowSpec("deng", paper_row="none"),
+                                          RowSpec("dfmvr_no_l3d", paper_row=f"dfmvr_no_l3d@{yaw}")],
+                                         dataset_root=bosphorus_root, test_set=test, **common)
     rows.insert(3, "left_yaw", str(yaw))
     robust_rows.append(rows)
 table_5 = pd.concat(robust_rows, ignore_index=True)
 write_table(table_5, tables / "08_table5_robustness.csv", config)
+claims_5 = pd.concat([claims_table(errors, [
+    Claim(f"left view {yaw}: DF-MVR w/o L_3d beats Shang et al. (best view)", "dfmvr_no_l3d[ABC]", "shang[ABC]",
+          "fused", "best_view"),
+    Claim(f"left view {yaw}: DF-MVR w/o L_3d beats Deng et al. (best view)", "dfmvr_no_l3d[ABC]", "deng[ABC]",
+          "fused", "best_view")]) for yaw, errors in robust_errors.items()], ignore_index=True)
+write_table(claims_5, tables / "08_table5_claims.csv", config)
 pivot = table_5.pivot_table(index=["method", "test_input"], columns="left_yaw", values="rmse_mm_mean", sort=False)
+spread = {method: float(pivot.loc[method].max(axis=1).iloc[0] - pivot.loc[method].min(axis=1).iloc[0])
+          for method in ("dfmvr_no_l3d", "deng", "shang") if method in pivot.index.get_level_values(0)}
+display(Markdown(mean_face_statement(table_5) + "\\n\\n" + claims_markdown(claims_5) + "\\n\\n"
+                 + "- Spread of the mean rmse over the left-view yaws (max - min, first test input of each method; "
+                 "the paper: DF-MVR 1.399-1.425 mm): "
+                 + ", ".join(f"{m} {v:.3f} mm" for m, v in spread.items()) + "."))
 pivot.round(4)
 """),
     markdown("""
 ### Per-region errors and error maps (Fig. 13)
-The first test face of the 30-degree set (the first set in the smoke profile), reconstructed by each method (first seed); each ground-truth point is
-coloured by its distance to the prediction. The table gives the rmse per face part over all test faces.
+The first test face of the 30-degree set (the first set in the smoke profile), reconstructed by each method (first
+seed; the baselines from the front view B, with the parser's masks where the method uses them); each ground-truth
+point is coloured by its distance to the prediction. The table gives the rmse per face part over all test faces.
 """),
     code("""
 from dfmvr_lib.camera import PerspectiveCamera
 from dfmvr_lib.evaluation import region_errors_table
-from dfmvr_lib.experiments import (error_map_figure, evaluate_with_regions, is_single_image, predict_vertices,
-                                   train_method)
+from dfmvr_lib.experiments import error_map_figure, evaluate_with_regions, is_single_image, predict_vertices, train_method
+from dfmvr_lib.training.loop import needs_parser
 
 map_yaw = 30 if 30 in config.experiments.left_yaws else config.experiments.left_yaws[0]
-test = load_synthetic_test_set(Path(data_dir) / f"robustness_{profile}_left_{map_yaw}", model,
-                              limit=config.experiments.test_samples)
+test = load_synthetic_test_set(robust_roots[map_yaw], model, limit=config.experiments.test_samples)
 camera = PerspectiveCamera.from_config(config)
 maps, region_tables = {}, []
 for method in ("shang", "deng", "dfmvr_no_l3d"):
-    run = train_method(profile, method, bosphorus_root, parser_run.run_dir, config.seeds[0], runs / "reconstruction")
-    vertices = predict_vertices(run.network, model, camera, test.data)
+    run = train_method(profile, method, bosphorus_root, parser_run.run_dir, config.seeds[0], common["runs_root"])
+    data = test.network_data(run.config.training.input_masks, parser_run.run_dir if needs_parser(run.config) else None)
+    vertices = predict_vertices(run.network, model, camera, data)
     vertices = vertices[:, 1] if is_single_image(method) else vertices[:, 0]     # baselines: the front view
     results = evaluate_with_regions(vertices, model, test)
     maps[method] = results[0]
@@ -701,29 +843,23 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from dfmvr_lib import plots
+from dfmvr_lib import plots, workbook
 from dfmvr_lib.config import get_config
-from dfmvr_lib.data.synthetic import generate_benchmark
 from dfmvr_lib.evaluation import region_errors_table
 from dfmvr_lib.experiments import error_map_figure, evaluate_with_regions, load_synthetic_test_set
-from dfmvr_lib.parsing import pretrain_parser
-from dfmvr_lib.provenance import write_table
+from dfmvr_lib.provenance import results_paths, write_table
 from dfmvr_lib.reconstruction import (DEFAULT_REFINE_STEPS, load_reconstructor, overlay_figure, reconstruct_triplet,
                                       save_reconstruction)
-from dfmvr_lib.training import make_batch, train_reconstruction
+from dfmvr_lib.training import make_batch
+from dfmvr_lib.training.landmark_noise import with_landmark_noise
 
-figures = Path(results_dir) / "figures"
-tables = Path(results_dir) / "tables"
-runs = Path(data_dir) / "runs"
+figures, tables = results_paths(results_dir)
 steps = refine_steps if refine_steps is not None else (5 if profile == "smoke" else DEFAULT_REFINE_STEPS)
 if checkpoint is None:       # notebook 03's run of this profile: reused when finished, trained otherwise
-    config = get_config(profile)
-    root = generate_benchmark(Path(data_dir) / f"synthetic_{profile}_pixelface-like", config, "pixelface-like")
-    parser_run = pretrain_parser(config, root, runs_root=runs / "parser")
-    checkpoint = train_reconstruction(config, root, parser_run.run_dir, runs_root=runs / "reconstruction").run_dir
+    checkpoint = workbook.notebook_03_run(get_config(profile), data_dir).run_dir
 reconstructor = load_reconstructor(checkpoint)
 config, model = reconstructor.config, reconstructor.model
-root = generate_benchmark(Path(data_dir) / f"synthetic_{config.profile}_pixelface-like", config, "pixelface-like")
+root = workbook.benchmark(config, data_dir)
 print(f"run {reconstructor.run_dir} ({config.profile} profile, {config.image_size} px), parser "
       f"{reconstructor.parser_run_dir}; {steps} refinement steps")
 """),
@@ -736,7 +872,9 @@ face part. The refined mesh (PLY, mm), its coefficients and the overlay go to `r
 """),
     code("""
 test = load_synthetic_test_set(root, model, limit=1)
-targets = make_batch(test.data, torch.tensor([0]))
+inputs = with_landmark_noise(test.network_data(config.training.input_masks, reconstructor.parser_run_dir),
+                             config.training.landmark_noise_nme)        # the paper's inputs: parser masks, detector noise
+targets = make_batch(inputs, torch.tensor([0]))
 synthetic = reconstruct_triplet(reconstructor, targets, steps)
 with torch.no_grad():
     network_vertices, _ = model(synthetic.network_coefficients.identity, synthetic.network_coefficients.expression)

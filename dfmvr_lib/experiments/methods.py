@@ -49,7 +49,15 @@ ABLATION_VERSIONS = {"v1_cnn": "v1_cnn", "v2_unet": "v2_unet", "v3_resnet": "v3_
 METHOD_LABELS = {"dfmvr": "DF-MVR (ours)", "dfmvr_no_l3d": "DF-MVR w/o L_3d", "v1_cnn": "v1: CNN + RedNet",
                  "v2_unet": "v2: UNet + RedNet", "v3_resnet": "v3: Tri-UNet + ResNet", "v4_no_mask": "v4: no face mask",
                  "dfmvr_single_view": "DF-MVR single-view", "deng": "Deng et al. (Deep3DFace)",
-                 "shang": "Shang et al. (MGCNet)", "mean_face": "mean face (untrained network)"}
+                 "shang": "Shang et al. (MGCNet)", "mean_face": "mean face (untrained network)",
+                 "ceiling": "ceiling (oracle: least-squares model fit to the ground truth)"}
+
+
+def method_label(name: str) -> str:
+    """The readable label of a table's method column: the method's label, with an ``" (oracle: ...)"`` suffix
+    (rows trained with inputs the paper's method does not have) kept."""
+    key, marker, rest = name.partition(" (oracle")
+    return METHOD_LABELS.get(key, key) + (marker + rest if marker else "")
 
 
 def is_single_image(name: str) -> bool:
@@ -68,4 +76,4 @@ def method_config(profile: str, name: str, seed: int = 0, overrides: dict[str, A
     return get_config(profile, {**schedule, **METHODS[name], "seed": seed, **(overrides or {})})
 
 
-__all__ = ["ABLATION_VERSIONS", "METHODS", "METHOD_LABELS", "is_single_image", "method_config"]
+__all__ = ["ABLATION_VERSIONS", "METHODS", "METHOD_LABELS", "is_single_image", "method_config", "method_label"]

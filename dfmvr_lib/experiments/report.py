@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .methods import METHOD_LABELS
+from .methods import method_label
 
 
 def row_label(row: pd.Series) -> str:
     """A readable label of a table row: the method's name and, when not a fused multi-view result, the test input."""
-    label = METHOD_LABELS.get(row["method"], row["method"])
+    label = method_label(row["method"])
     if row.get("test_input") not in (None, "fused"):
         label += f" [{str(row['test_input']).replace('_', ' ')}]"
     return label

@@ -7,7 +7,7 @@ of the three views, an oracle choice) and as the mean over the views, both label
 """
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from ..camera import PerspectiveCamera
 from ..config import WorkbookConfig
 from ..data.sample import VIEW_NAMES
 from ..face_model.base import MorphableModel
+from ..precision import autocast
 from .paper_numbers import paper_rmse
 
 
@@ -37,9 +38,28 @@ class TestSet:
     sample_ids: list[str]
     subject_ids: list[str]
     yaw_degrees: np.ndarray | None = None
+    root: Path | None = None
+    split: str = "test"
 
     def __len__(self) -> int:
         return len(self.vertices)
+
+    def network_data(self, input_masks: str, parser_run_dir) -> object:
+        """The inputs the network gets (:class:`~dfmvr_lib.training.data.TripletTensors`): with ``input_masks``
+        ``"parser"`` the parser's masks of the input views (computed for the whole split once and cached,
+        :mod:`dfmvr_lib.training.input_masks`), with ``"ground_truth"`` the exact parse maps."""
+        from ..training.data import synthetic_triplets
+        from ..training.input_masks import parser_parse_maps
+
+        if input_masks == "ground_truth":
+            return self.data
+        if input_masks != "parser":
+            raise ValueError(f"unknown input_masks {input_masks!r}")
+        if self.root is None or parser_run_dir is None:
+            raise ValueError("TestSet.network_data: parser masks need the test set's root and a parser run")
+        full = synthetic_triplets(self.root, self.split, progress=False)
+        labels = parser_parse_maps(full, self.root, self.split, parser_run_dir, progress=False)
+        return dataclasses.replace(self.data, parse_maps=labels[:len(self)])
 
 
 def load_synthetic_test_set(root: str | os.PathLike, model: MorphableModel, split: str = "test",
@@ -73,13 +93,13 @@ def load_synthetic_test_set(root: str | os.PathLike, model: MorphableModel, spli
     yaw_columns = [f"yaw_{view}_degrees" for view in VIEW_NAMES]
     yaws = rows[yaw_columns].to_numpy()[:count] if all(c in rows for c in yaw_columns) else None
     return TestSet(data, vertices, triangles, landmarks_7, list(rows["sample_id"].astype(str))[:count],
-                   list(rows["subject_id"].astype(str))[:count], yaws)
+                   list(rows["subject_id"].astype(str))[:count], yaws, Path(root), split)
 
 
 @torch.no_grad()
 def predict_vertices(network: torch.nn.Module, model: MorphableModel, camera: PerspectiveCamera, data,
                      input_views: Sequence[bool] = (True, True, True), batch_size: int = 8,
-                     bf16: bool = False) -> torch.Tensor:
+                     precision: str = "fp32") -> torch.Tensor:
     """Reconstructed head-frame vertices of every test triplet.
 
     Args:
@@ -99,8 +119,7 @@ def predict_vertices(network: torch.nn.Module, model: MorphableModel, camera: Pe
         batch = make_batch(data, indices, device=model.mean_shape.device)
         images = batch.network_images * keep[None, :, None, None, None].to(batch.network_images)
         parse = batch.network_parse_maps * keep[None, :, None, None].to(batch.network_parse_maps)
-        context = torch.autocast(images.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-        with context:
+        with autocast(precision, images.device.type):
             coefficients = network(images, parse)
         vertices, _ = model(coefficients.identity.float(), coefficients.expression.float())
         out.append(vertices.reshape(len(indices), -1, *vertices.shape[1:]))

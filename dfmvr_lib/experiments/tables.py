@@ -12,6 +12,7 @@ from scipy import stats
 
 from ..camera import PerspectiveCamera
 from ..face_model.factory import load_face_model
+from ..precision import resolve_precision
 from .methods import is_single_image, method_config
 from .runner import TestSet, evaluate_vertices, per_sample_errors, predict_vertices, summary_row
 
@@ -30,8 +31,11 @@ def train_method(profile: str, method: str, dataset_root: str | os.PathLike, par
 
 
 def _mask_parser(config, parser_run_dir):
-    """The parser run a method trains with: ``parser_run_dir`` when its mask loss is on, else None."""
-    return parser_run_dir if config.losses.use_mask and config.losses.mask > 0 else None
+    """The parser run a method trains with: ``parser_run_dir`` when its mask loss or its input masks need it
+    (:func:`dfmvr_lib.training.loop.needs_parser`), else None."""
+    from ..training.loop import needs_parser
+
+    return parser_run_dir if needs_parser(config) else None
 
 
 def _train_job(job: tuple) -> str:
@@ -47,15 +51,16 @@ def _train_job(job: tuple) -> str:
     return str(run.run_dir)
 
 
-def train_methods(jobs: Sequence[tuple[str, int, dict[str, Any] | None]], *, profile: str, dataset_root,
-                  parser_run_dir, runs_root, workers: int = 1, progress: bool = True) -> list[str]:
+def train_methods(jobs: Sequence[tuple], *, profile: str, dataset_root, parser_run_dir, runs_root, workers: int = 1,
+                  progress: bool = True) -> list[str]:
     """Train (or reuse) several ``(method, seed, overrides)`` runs, ``workers`` at a time in separate processes.
 
-    Each worker process uses ``torch.get_num_threads() // workers`` threads (at least one); side by side pays off
-    on machines with more cores than one training keeps busy (on 2 cores one two-thread training at a time is
-    faster, so the cpu profile trains one at a time). Runs already finished are reused without starting a
-    process; an interrupted run resumes from its checkpoint as usual. Returns the run directories in ``jobs``
-    order.
+    A job may name its own benchmark as a fourth item, ``(method, seed, overrides, dataset_root)`` (default the
+    ``dataset_root`` argument), so that one call trains the runs of several tables side by side. Each worker
+    process uses ``torch.get_num_threads() // workers`` threads (at least one): on 2 cores two one-thread
+    trainings side by side do 1.75x the steps of one two-thread training (results/benchmarks/learning.md), so
+    the cpu profile trains two at a time. Runs already finished are reused without starting a process; an
+    interrupted run resumes from its checkpoint as usual. Returns the run directories in ``jobs`` order.
     """
     import multiprocessing
 
@@ -65,14 +70,28 @@ def train_methods(jobs: Sequence[tuple[str, int, dict[str, Any] | None]], *, pro
     from ..runs import run_hash
     from ..training.loop import DONE, run_key
 
-    def run_directory(method: str, seed: int, overrides) -> Path:
-        config = method_config(profile, method, seed, overrides)
-        return Path(runs_root) / run_hash(run_key(config, dataset_root, _mask_parser(config, parser_run_dir)))
+    def expand(job) -> tuple:
+        method, seed, overrides, *rest = job
+        return method, seed, overrides, str(rest[0] if rest else dataset_root)
 
+    def run_directory(method: str, seed: int, overrides, root) -> Path:
+        config = method_config(profile, method, seed, overrides)
+        return Path(runs_root) / run_hash(run_key(config, root, _mask_parser(config, parser_run_dir)))
+
+    jobs = [expand(job) for job in jobs]
     threads = max(1, torch.get_num_threads() // max(1, workers))
-    todo = [(profile, method, str(dataset_root), str(parser_run_dir) if parser_run_dir is not None else None, seed,
+    todo = [(profile, method, root, str(parser_run_dir) if parser_run_dir is not None else None, seed,
              str(runs_root), overrides, threads)
-            for method, seed, overrides in jobs if not (run_directory(method, seed, overrides) / DONE).is_file()]
+            for method, seed, overrides, root in dict.fromkeys(
+                (m, s, tuple(sorted((o or {}).items())), r) for m, s, o, r in jobs)
+            if not (run_directory(method, seed, dict(overrides) or None, root) / DONE).is_file()]
+    todo = [(p, m, r, pr, s, rr, dict(o) or None, t) for p, m, r, pr, s, rr, o, t in todo]
+    if todo:
+        print(f"training {len(todo)} runs ({workers} side by side, {threads} thread(s) each): "
+              + ", ".join(f"{job[1]} seed {job[4]}" + (f" {job[6]}" if job[6] else "") for job in todo), flush=True)
+    if workers > 1 and len(todo) > 1 and parser_run_dir is not None:
+        for root in dict.fromkeys(job[2] for job in todo):     # once here, not in each worker
+            prepare_parser_masks(root, parser_run_dir, progress)
     if workers > 1 and len(todo) > 1:
         context = multiprocessing.get_context("spawn")     # fresh interpreters: no forked OpenMP / numba state
         with context.Pool(min(workers, len(todo))) as pool:
@@ -82,7 +101,21 @@ def train_methods(jobs: Sequence[tuple[str, int, dict[str, Any] | None]], *, pro
     else:
         for job in todo:
             train_method(*job[:7], progress=progress)
-    return [str(run_directory(method, seed, overrides)) for method, seed, overrides in jobs]
+    return [str(run_directory(method, seed, overrides, root)) for method, seed, overrides, root in jobs]
+
+
+def prepare_parser_masks(dataset_root, parser_run_dir, progress: bool = True) -> None:
+    """Compute (or find cached) the parser's input masks of a benchmark's train and validation splits
+    (:func:`dfmvr_lib.training.input_masks.parser_parse_maps`)."""
+    from ..training.data import synthetic_triplets
+    from ..training.input_masks import parser_parse_maps
+
+    for split in ("train", "validation"):
+        try:
+            data = synthetic_triplets(dataset_root, split, progress=False)
+        except ValueError:                      # an empty split
+            continue
+        parser_parse_maps(data, dataset_root, split, parser_run_dir, progress)
 
 
 def evaluate_method(profile: str, method: str, dataset_root: str | os.PathLike, parser_run_dir,
@@ -91,18 +124,23 @@ def evaluate_method(profile: str, method: str, dataset_root: str | os.PathLike, 
                     progress: bool = True) -> pd.DataFrame:
     """Per-sample scan-to-mesh errors of ``method`` on ``test_set`` for every seed (column ``seed``), with
     ``input_views`` given to the network (one-face-per-view baselines always reconstruct each view alone)."""
-    frames = []
+    frames, run_dirs = [], []
     for seed in seeds:
         run = train_method(profile, method, dataset_root, parser_run_dir, seed, runs_root, overrides, progress)
         model = load_face_model(run.config.face_model)
         camera = PerspectiveCamera.from_config(run.config)
         views = ALL_VIEWS if is_single_image(method) else input_views
-        vertices = predict_vertices(run.network, model, camera, test_set.data, views,
-                                    batch_size=run.config.training.batch_size, bf16=run.config.training.bf16)
+        data = test_set.network_data(run.config.training.input_masks, _mask_parser(run.config, parser_run_dir))
+        vertices = predict_vertices(run.network, model, camera, data, views,
+                                    batch_size=run.config.training.batch_size,
+                                    precision=resolve_precision(run.config.training.precision))
         errors = evaluate_vertices(vertices, model, test_set, progress=progress)
         errors.insert(0, "seed", seed)
         frames.append(errors)
-    return pd.concat(frames, ignore_index=True)
+        run_dirs.append(str(run.run_dir))
+    result = pd.concat(frames, ignore_index=True)
+    result.attrs["run_dirs"] = run_dirs
+    return result
 
 
 def test_choices(method: str) -> tuple[str, ...]:
@@ -172,38 +210,68 @@ class RowSpec:
 
 def run_table(table: str, setting: str, specs: Sequence[RowSpec], *, profile: str, dataset_root, parser_run_dir,
               seeds: Sequence[int], runs_root, test_set: TestSet, parallel_trainings: int = 1,
-              mean_face_row: bool = False,
+              reference_rows: bool = True,
               progress: bool = True) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Train / reuse and evaluate every row of a table; returns ``(summary rows, {spec.key: per-sample errors})``.
 
     The missing training runs of the whole table are trained first, ``parallel_trainings`` at a time
     (:func:`train_methods`). Rows whose input views are not all three say which views the network saw in
-    ``test_input`` (e.g. ``"fused, views B"``). ``mean_face_row`` adds the reference row ``mean_face``: the
-    model's mean shape (what every network predicts before training) through the same protocol."""
+    ``test_input`` (e.g. ``"fused, views B"``). Every row of a trained method carries the paired comparison with
+    the mean face on the same test triplets (``vs_mean_face_mm``: mean rmse difference, negative = better;
+    ``p_vs_mean_face``: Wilcoxon signed-rank p-value; errors averaged over seeds per triplet) and the run
+    directories it was evaluated from (``run_dirs``). Rows of methods trained with inputs the paper's method does
+    not have say so in the method column (``"... (oracle: ...)"``, :func:`oracle_inputs`). ``reference_rows`` adds
+    the rows ``mean_face`` (the model's mean shape, what every network predicts before training) and ``ceiling``
+    (the least-squares fit of the model to each ground-truth mesh, an oracle: no regressor of these coefficients
+    can do better), both through the same protocol."""
     jobs = list(dict.fromkeys((spec.method, seed, tuple(sorted((spec.overrides or {}).items())))
                               for spec in specs for seed in seeds))
     train_methods([(method, seed, dict(overrides) or None) for method, seed, overrides in jobs], profile=profile,
                   dataset_root=dataset_root, parser_run_dir=parser_run_dir, runs_root=runs_root,
                   workers=parallel_trainings, progress=progress)
+    mean_face = evaluate_mean_face(profile, test_set, progress)
     rows, errors = [], {}
     for spec in specs:
         result = evaluate_method(profile, spec.method, dataset_root, parser_run_dir, seeds, runs_root, test_set,
                                  spec.input_views, spec.overrides, progress)
         errors[spec.key] = result
-        for row in table_rows(result, table=table, method=spec.method, setting=setting, profile=profile,
-                              paper_row=spec.paper_row, overrides=spec.overrides):
+        config = method_config(profile, spec.method, seeds[0], spec.overrides)
+        oracle = oracle_inputs(config)
+        for choice, row in zip(test_choices(spec.method), table_rows(result, table=table, method=spec.method,
+                                                                 setting=setting, profile=profile,
+                                                                 paper_row=spec.paper_row,
+                                                                 overrides=spec.overrides)):
             if tuple(spec.input_views) != ALL_VIEWS and row["test_input"] == "fused":
                 row["test_input"] = "fused, views " + "".join(v for v, k in zip("ABC", spec.input_views) if k)
             if spec.overrides:
                 row["overrides"] = ", ".join(f"{k}={v}" for k, v in sorted(spec.overrides.items()))
+            if oracle:
+                row["method"] = f"{row['method']} (oracle: {oracle})"
+            paired = paired_comparison(result, mean_face, choice=choice)
+            row["vs_mean_face_mm"] = paired["mean_difference_mm"]
+            row["p_vs_mean_face"] = paired["wilcoxon_p"]
+            row["run_dirs"] = " ".join(sorted(result.attrs.get("run_dirs", [])))
             rows.append(row)
-    if mean_face_row:
-        result = evaluate_mean_face(profile, test_set, progress)
-        errors["mean_face"] = result
-        rows.append(summary_row([per_sample_errors(result, "fused")], table=table, method="mean_face",
-                                setting=setting, test_choice="fused", config=method_config(profile, "dfmvr"),
-                                seeds=[], paper_row="none"))
+    errors["mean_face"] = mean_face
+    if reference_rows:
+        ceiling = evaluate_ceiling(profile, test_set, progress)
+        errors["ceiling"] = ceiling
+        for name, result in (("mean_face", mean_face), ("ceiling", ceiling)):
+            rows.append(summary_row([per_sample_errors(result, "fused")], table=table, method=name,
+                                    setting=setting, test_choice="fused", config=method_config(profile, "dfmvr"),
+                                    seeds=[], paper_row="none"))
     return pd.DataFrame(rows), errors
+
+
+def oracle_inputs(config) -> str:
+    """What a configuration gets that the paper's method would not have, as a label ("" when nothing): the
+    renderer's exact parse maps as input masks, exact 2D landmark projections instead of a detector's."""
+    extras = []
+    if config.training.input_masks == "ground_truth":
+        extras.append("ground-truth masks")
+    if config.training.landmark_noise_nme == 0:
+        extras.append("exact 2D landmarks")
+    return ", ".join(extras)
 
 
 def evaluate_mean_face(profile: str, test_set: TestSet, progress: bool = True) -> pd.DataFrame:
@@ -216,5 +284,21 @@ def evaluate_mean_face(profile: str, test_set: TestSet, progress: bool = True) -
     return errors
 
 
-__all__ = ["ALL_VIEWS", "FRONT_ONLY", "RowSpec", "evaluate_method", "paired_comparison", "run_table", "table_rows",
-           "test_choices", "train_method", "train_methods", "evaluate_mean_face"]
+def evaluate_ceiling(profile: str, test_set: TestSet, progress: bool = True) -> pd.DataFrame:
+    """Per-sample errors of the best least-squares fit of the model's identity and expression to each
+    ground-truth mesh (:func:`dfmvr_lib.evaluation.ceiling.best_fit_shapes`; an oracle reference, column ``seed``
+    -1)."""
+    import torch
+
+    from ..evaluation.ceiling import best_fit_shapes
+
+    model = load_face_model(method_config(profile, "dfmvr").face_model)
+    fit = best_fit_shapes(model, torch.stack(test_set.vertices).to(model.mean_shape))
+    errors = evaluate_vertices(fit.vertices[:, None], model, test_set, progress=progress)
+    errors.insert(0, "seed", -1)
+    return errors
+
+
+__all__ = ["ALL_VIEWS", "FRONT_ONLY", "RowSpec", "evaluate_ceiling", "evaluate_mean_face", "evaluate_method",
+           "oracle_inputs", "paired_comparison", "run_table", "table_rows", "test_choices", "train_method",
+           "train_methods"]

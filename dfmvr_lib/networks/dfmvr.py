@@ -31,6 +31,7 @@ Mixed precision: outputs are returned in float32 also under ``torch.autocast``; 
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -39,6 +40,7 @@ from torch import nn
 
 from ..scene import FaceCoefficients
 from .backbones import build_backbone
+from .normalization import replace_batch_norm
 from .regressors import build_regressor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,6 +57,17 @@ def input_channels(mask_encoding: str) -> int:
     if mask_encoding not in extra:
         raise ValueError(f"unknown mask_encoding {mask_encoding!r}; choose one of {MASK_ENCODINGS}")
     return 3 + extra[mask_encoding]
+
+
+def coordinate_grid(images: torch.Tensor) -> torch.Tensor:
+    """Pixel-centre coordinates as two channels (x right, y down, both in [-1, 1]) shaped like ``images``
+    (..., C, H, W) -> (..., 2, H, W): "CoordConv" inputs, which let a trunk that ends in global average pooling
+    tell where in the image a feature is."""
+    H, W = images.shape[-2:]
+    y = (torch.arange(H, device=images.device, dtype=images.dtype) + 0.5) / H * 2.0 - 1.0
+    x = (torch.arange(W, device=images.device, dtype=images.dtype) + 0.5) / W * 2.0 - 1.0
+    grid = torch.stack(torch.meshgrid(x, y, indexing="xy"), dim=0)                          # (2, H, W)
+    return grid.expand(*images.shape[:-3], 2, H, W)
 
 
 def zero_heads(heads: nn.ModuleDict) -> None:
@@ -93,6 +106,7 @@ class DFMVRNet(nn.Module):
         num_views: S (3: A left, B front, C right).
         angle_scale: radians per unit of the angle head's raw output.
         translation_scale_mm: millimetres per unit of the translation head's raw output.
+        initial_yaws: radians, one per view: the yaw the pose heads start at (default all 0, frontal).
 
     ``forward(images (B, S, 3, H, W) float in [0, 1], parse_maps (B, S, H, W) int64 labels 0..9)`` ->
     :class:`~dfmvr_lib.scene.FaceCoefficients` with identity (B, K_id), expression (B, K_exp), albedo (B, K_alb),
@@ -103,10 +117,12 @@ class DFMVRNet(nn.Module):
     def __init__(self, backbone: str = "tri_unet", base_width: int = 64, regressor: str = "rednet50",
                  regressor_width: float = 1.0, mask_encoding: str = "onehot", fused_channels: int = 64,
                  identity_components: int = 80, expression_components: int = 64, albedo_components: int = 80,
-                 num_views: int = 3, angle_scale: float = 1.0, translation_scale_mm: float = 10.0):
+                 num_views: int = 3, angle_scale: float = 1.0, translation_scale_mm: float = 10.0,
+                 initial_yaws: tuple[float, ...] = (), coordinate_channels: bool = False):
         super().__init__()
         self.mask_encoding = mask_encoding
-        self.in_channels = input_channels(mask_encoding)
+        self.coordinate_channels = coordinate_channels
+        self.in_channels = input_channels(mask_encoding) + (2 if coordinate_channels else 0)
         self.num_views = num_views
         self.angle_scale = float(angle_scale)
         self.translation_scale_mm = float(translation_scale_mm)
@@ -114,6 +130,12 @@ class DFMVRNet(nn.Module):
         self.regressor = build_regressor(regressor, fused_channels, regressor_width)
         self.heads = coefficient_heads(self.regressor.out_features, identity_components, expression_components,
                                        albedo_components, num_views)
+        if initial_yaws:
+            if len(initial_yaws) != num_views:
+                raise ValueError(f"initial_yaws needs one yaw per view ({num_views}), got {tuple(initial_yaws)}")
+            with torch.no_grad():
+                for view, yaw in enumerate(initial_yaws):
+                    self.heads["angles"].bias[view * 3 + 1] = float(yaw) / self.angle_scale
 
     def reset_heads(self) -> None:
         """Zero every head's weight and bias: the network then predicts the mean face, frontal, at the origin."""
@@ -128,6 +150,8 @@ class DFMVRNet(nn.Module):
         if images.dim() != 5 or images.shape[1] != self.num_views or images.shape[2] != 3:
             raise ValueError(f"images must be (B, {self.num_views}, 3, H, W), got {tuple(images.shape)}")
         rgb = images * 2.0 - 1.0
+        if self.coordinate_channels:
+            rgb = torch.cat([rgb, coordinate_grid(images)], dim=2)
         if self.mask_encoding == "none":
             return rgb
         if parse_maps is None:
@@ -161,18 +185,21 @@ class DFMVRNet(nn.Module):
 def build_network(config: "WorkbookConfig") -> nn.Module:
     """:class:`DFMVRNet` from ``config.network`` and the component counts of ``config.face_model``; with
     ``network.backbone == "single_image"`` the baselines' :class:`~dfmvr_lib.networks.single_image.SingleImageNet`
-    (one face per view)."""
+    (one face per view); batch norms swapped per ``network.normalization``."""
     network, face_model = config.network, config.face_model
     if network.backbone == "single_image":
         from .single_image import SingleImageNet
 
-        return SingleImageNet(network.regressor, network.regressor_width, face_model.identity_components,
-                              face_model.expression_components, face_model.albedo_components,
-                              network.angle_scale, network.translation_scale_mm)
-    return DFMVRNet(
+        built = SingleImageNet(network.regressor, network.regressor_width, face_model.identity_components,
+                               face_model.expression_components, face_model.albedo_components,
+                               network.angle_scale, network.translation_scale_mm, network.coordinate_channels)
+        return replace_batch_norm(built, network.normalization)
+    return replace_batch_norm(DFMVRNet(
         backbone=network.backbone, base_width=network.base_width, regressor=network.regressor,
         regressor_width=network.regressor_width, mask_encoding=network.mask_encoding,
         fused_channels=network.fused_channels, identity_components=face_model.identity_components,
         expression_components=face_model.expression_components, albedo_components=face_model.albedo_components,
         angle_scale=network.angle_scale, translation_scale_mm=network.translation_scale_mm,
-    )
+        initial_yaws=tuple(math.radians(y) for y in network.initial_view_yaws_degrees),
+        coordinate_channels=network.coordinate_channels,
+    ), network.normalization)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..scene import FaceCoefficients
-from .dfmvr import coefficient_heads
+from .dfmvr import coefficient_heads, coordinate_grid
 from .regressors import build_regressor
 
 
@@ -24,6 +24,7 @@ class SingleImageNet(nn.Module):
         regressor, regressor_width: the trunk (:func:`~dfmvr_lib.networks.regressors.build_regressor`).
         identity_components, expression_components, albedo_components: K_id, K_exp, K_alb.
         angle_scale, translation_scale_mm: output scales of the pose heads (as in :class:`DFMVRNet`).
+        coordinate_channels: append the pixel coordinates as two input channels (as in :class:`DFMVRNet`).
 
     ``forward(images (B, S, 3, H, W) in [0, 1], parse_maps=None)`` -> :class:`~dfmvr_lib.scene.FaceCoefficients`
     of B * S faces with one view each: identity (B*S, K_id), ..., angles (B*S, 1, 3), translation (B*S, 1, 3).
@@ -35,11 +36,12 @@ class SingleImageNet(nn.Module):
 
     def __init__(self, regressor: str = "resnet50", regressor_width: float = 1.0, identity_components: int = 80,
                  expression_components: int = 64, albedo_components: int = 80, angle_scale: float = 1.0,
-                 translation_scale_mm: float = 10.0):
+                 translation_scale_mm: float = 10.0, coordinate_channels: bool = False):
         super().__init__()
         self.angle_scale = float(angle_scale)
         self.translation_scale_mm = float(translation_scale_mm)
-        self.regressor = build_regressor(regressor, 3, regressor_width)
+        self.coordinate_channels = coordinate_channels
+        self.regressor = build_regressor(regressor, 5 if coordinate_channels else 3, regressor_width)
         self.heads = coefficient_heads(self.regressor.out_features, identity_components, expression_components,
                                        albedo_components, views=1)
 
@@ -47,6 +49,8 @@ class SingleImageNet(nn.Module):
         if images.dim() != 5 or images.shape[2] != 3:
             raise ValueError(f"images must be (B, S, 3, H, W), got {tuple(images.shape)}")
         flat = images.reshape(-1, *images.shape[2:]) * 2.0 - 1.0
+        if self.coordinate_channels:
+            flat = torch.cat([flat, coordinate_grid(flat)], dim=1)
         feature = self.regressor(flat)
         out = {name: head(feature).float() for name, head in self.heads.items()}
         return FaceCoefficients(identity=out["identity"], expression=out["expression"], albedo=out["albedo"],

@@ -8,8 +8,9 @@ cross-entropy on the main head plus ``aux_weight`` x that of each auxiliary head
 Dice loss of the main head (:func:`soft_dice_loss`: each class weighs the same, so the thin brows and lips, a few
 hundred pixels of a 12,544-pixel image, are not drowned by the background and skin as under the cross-entropy
 alone); ``ohem_fraction`` > 0 swaps the cross-entropy for face-parsing.PyTorch's online hard example mining
-(:func:`ohem_cross_entropy`). ``bf16``: the forward pass runs under CPU bfloat16 autocast (the losses are computed
-in float32); with the model's ``channels_last`` layout it roughly halves the step time on CPUs with bf16 support.
+(:func:`ohem_cross_entropy`). ``precision``: the forward pass runs under CPU bfloat16 autocast where it resolves to
+bf16 (:mod:`dfmvr_lib.precision`: ``"auto"`` picks bf16 only on CPUs with native bf16; the losses are computed in
+float32), else in fp32.
 
 Run directory ``<runs_root>/<key>/`` (``runs_root`` defaults to ``<repository>/runs/parser``), ``key`` = hash of
 the parser config, image size, seed and the dataset settings (the benchmark's ``settings.json`` and the
@@ -41,6 +42,7 @@ from PIL import Image
 from ..config import WorkbookConfig
 from ..data.sample import VIEW_NAMES
 from ..data.synthetic import load_manifest
+from ..precision import autocast, precision_note, resolve_precision
 from ..provenance import REPOSITORY_ROOT
 from ..runs import read_dataset_settings, run_hash, save_torch, write_csv, write_json
 from .augment import augment_batch
@@ -98,9 +100,10 @@ class SyntheticParsingImages:
 
 
 def run_key(config: WorkbookConfig, dataset_root: str | os.PathLike, celebamask_root=None) -> dict:
-    """What identifies a run: parser config, image size, seed, the benchmark's generator settings, CelebAMask path."""
+    """What identifies a run: parser config, the precision it resolves to here, image size, seed, the benchmark's
+    generator settings, CelebAMask path."""
     settings = read_dataset_settings(dataset_root)
-    return {"parser": dataclasses.asdict(config.parser), "image_size": config.image_size, "seed": config.seed,
+    return {"parser": dataclasses.asdict(config.parser), "precision": resolve_precision(config.parser.precision), "image_size": config.image_size, "seed": config.seed,
             "dataset_settings": settings, "celebamask_root": str(celebamask_root) if celebamask_root else None}
 
 
@@ -173,7 +176,7 @@ def _celebamask_batch(dataset, count: int, generator: torch.Generator):
 def load_run_model(run_dir: str | os.PathLike) -> BiSeNet:
     """The model of a finished run directory (eval mode)."""
     run_dir = Path(run_dir)
-    state = torch.load(run_dir / FINAL, map_location="cpu")
+    state = torch.load(run_dir / FINAL, map_location="cpu", weights_only=True)
     model = BiSeNet(state["num_classes"], width=state["width"], internal_scale=state["internal_scale"],
                     refine=state.get("refine", False), detail=state.get("detail"),
                     channels_last=state.get("channels_last", False))
@@ -212,6 +215,9 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
         return ParserRun(run_dir, load_run_model(run_dir), metrics, reused=True, resumed_from=parser_config.steps,
                          seconds=0.0)
     write_json(key, run_dir / RUN_INFO)
+    precision = key["precision"]
+    if progress:
+        print(f"parser: {precision_note(parser_config.precision)}")
 
     torch.manual_seed(config.seed)
     model = build_parser(parser_config)
@@ -219,7 +225,7 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
                                   weight_decay=parser_config.weight_decay)
     start, rows, seconds_before = 0, [], 0.0
     if (run_dir / CHECKPOINT).is_file():
-        state = torch.load(run_dir / CHECKPOINT, map_location="cpu")
+        state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         start, rows = state["step"], state["metrics"]
@@ -258,7 +264,7 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
         lr = learning_rate(parser_config, step)
         for group in optimiser.param_groups:
             group["lr"] = lr
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=getattr(parser_config, "bf16", False)):
+        with autocast(precision):
             outputs = model(images_batch, aux=True)
         loss = parser_loss(outputs, labels, parser_config.aux_weight, getattr(parser_config, "dice_weight", 0.0),
                            getattr(parser_config, "ohem_fraction", 0.0))

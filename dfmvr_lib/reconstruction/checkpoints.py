@@ -27,6 +27,7 @@ from ..config import WorkbookConfig, get_config
 from ..face_model.base import MorphableModel
 from ..provenance import REPOSITORY_ROOT
 from ..runs import read_dataset_settings, run_hash
+from ..workbook import dataset_dir
 
 DEFAULT_PROFILE = "cpu"
 DEFAULT_PRESET = "pixelface-like"
@@ -69,7 +70,7 @@ def default_runs(profile: str = DEFAULT_PROFILE, data_dir: str | os.PathLike | N
     config = get_config(profile)
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     runs = data_dir / "runs"
-    dataset_root = data_dir / f"synthetic_{profile}_{preset}"
+    dataset_root = dataset_dir(data_dir, profile, preset)
     settings = _dataset_settings(config, dataset_root, preset)
     parser_key = parser_run_key(config, dataset_root)
     parser_key["dataset_settings"] = settings

@@ -100,4 +100,31 @@ def vertex_error_figure(table: pd.DataFrame, title: str = "validation split"):
     return fig
 
 
-__all__ = ["prediction_figure", "training_curves_figure", "vertex_error_figure"]
+def learning_figure(curves: pd.DataFrame, highlight: str = "cpu profile"):
+    """The learning-efficiency study (``benchmarks/bench_learning.py``, ``results/benchmarks/learning.csv``): for
+    each variant the validation vertex error (left, with the mean face and the ceiling of the ``highlight``
+    variant's validation set as lines) and the fraction of the mean-face -> ceiling gap it closes (right) against
+    its training minutes. Columns: variant, minutes, network_mm, gap_closed, mean_face_mm, ceiling_mm."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    for name, part in curves.groupby("variant", sort=False):
+        style = dict(lw=2.4, color="black") if name == highlight else dict(lw=1.2)
+        axes[0].plot(part["minutes"], part["network_mm"], marker=".", label=name, **style)
+        axes[1].plot(part["minutes"], part["gap_closed"], marker=".", label=name, **style)
+    reference = curves[curves["variant"] == highlight]
+    if len(reference):
+        axes[0].axhline(reference["mean_face_mm"].iloc[0], color="grey", ls="--", lw=1, label="mean face")
+        axes[0].axhline(reference["ceiling_mm"].iloc[0], color="grey", ls=":", lw=1, label="ceiling (oracle fit)")
+    axes[1].axhline(0.0, color="grey", ls="--", lw=1, label="mean face")
+    axes[1].axhline(1.0, color="grey", ls=":", lw=1, label="ceiling")
+    axes[0].set_ylabel("validation vertex error (mm)")
+    axes[1].set_ylabel("gap closed (mean face -> ceiling)")
+    for ax in axes:
+        ax.set_xlabel("training minutes (1 thread, two runs side by side on 2 cores, fp32)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="upper left", ncol=2)
+    fig.suptitle("Learning efficiency of the cpu profile (pixelface-like validation, 40 triplets)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["learning_figure", "prediction_figure", "training_curves_figure", "vertex_error_figure"]

@@ -1,7 +1,6 @@
 """From input views to coefficients, posed meshes and renders, and from there to the training losses."""
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -9,6 +8,7 @@ import torch
 from ..camera import PerspectiveCamera
 from ..config import LossConfig
 from ..face_model.base import MorphableModel
+from ..precision import autocast
 from ..losses import LossTerms, photo_loss, photo_weight_map, reconstruction_loss, shape_consistency_loss
 from ..scene import FaceCoefficients, FaceRender, render_faces
 from .data import TrainingBatch
@@ -43,7 +43,7 @@ def _float_coefficients(coefficients: FaceCoefficients) -> FaceCoefficients:
 
 
 def reconstruct(network: torch.nn.Module, model: MorphableModel, camera: PerspectiveCamera, images: torch.Tensor,
-                parse_maps: torch.Tensor, *, bf16: bool = False, backend: str = "auto") -> Reconstruction:
+                parse_maps: torch.Tensor, *, precision: str = "fp32", backend: str = "auto") -> Reconstruction:
     """Run the network on the views and render its prediction.
 
     Args:
@@ -52,12 +52,11 @@ def reconstruct(network: torch.nn.Module, model: MorphableModel, camera: Perspec
         camera: the camera of the images.
         images: (B, S, 3, H, W) in [0, 1]; missing views black.
         parse_maps: (B, S, H, W) int64 face masks (label 0 for missing views).
-        bf16: run the network under bfloat16 autocast (CPU); the renderer always runs in float32.
+        precision: ``"fp32"`` or ``"bf16"`` (the network under bfloat16 autocast; a resolved precision, see
+            :func:`dfmvr_lib.precision.resolve_precision`); the renderer always runs in float32.
         backend: renderer backend.
     """
-    device_type = images.device.type
-    context = torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    with context:
+    with autocast(precision, images.device.type):
         coefficients = network(images, parse_maps)
     coefficients = _float_coefficients(coefficients)
     render = render_faces(model, coefficients, camera, backend=backend)

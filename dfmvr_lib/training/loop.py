@@ -34,10 +34,13 @@ import torch
 from ..camera import PerspectiveCamera
 from ..config import WorkbookConfig
 from ..face_model.factory import load_face_model
+from ..precision import precision_note, resolve_precision
 from ..provenance import REPOSITORY_ROOT
 from ..runs import read_dataset_settings, run_hash, save_torch, write_csv, write_json
 from .data import TripletTensors, batch_indices, make_batch, step_generator, synthetic_meshes, synthetic_triplets
 from .forward import batch_loss, reconstruct
+from .input_masks import with_input_masks
+from .landmark_noise import with_landmark_noise
 from .validation import summarise_vertex_errors, vertex_error_table
 
 CHECKPOINT = "checkpoint.pt"
@@ -72,10 +75,13 @@ class TrainingRun:
     finished: bool = True
 
 
-def run_key(config: WorkbookConfig, dataset_root: str | os.PathLike, parser_run_dir: str | os.PathLike | None) -> dict:
-    """What identifies a run: the config sections it depends on, the dataset, the parser run."""
+def run_key(config: WorkbookConfig, dataset_root: str | os.PathLike, parser_run_dir: str | os.PathLike | None,
+            device_type: str = "cpu") -> dict:
+    """What identifies a run: the config sections it depends on, the dataset, the parser run, and the precision
+    the network trains in on ``device_type`` (:func:`dfmvr_lib.precision.resolve_precision`)."""
     settings = read_dataset_settings(dataset_root)
     return {
+        "precision": resolve_precision(config.training.precision, device_type),
         "image_size": config.image_size, "seed": config.seed,
         **{name: dataclasses.asdict(getattr(config, name))
            for name in ("face_model", "camera", "network", "losses", "training")},
@@ -84,10 +90,49 @@ def run_key(config: WorkbookConfig, dataset_root: str | os.PathLike, parser_run_
     }
 
 
+def rig_view_yaws(dataset_root: str | os.PathLike) -> tuple[float, float, float] | None:
+    """The nominal camera yaws (degrees, views A, B, C) of a dataset's capture rig, from a synthetic benchmark's
+    generator settings: (-left, 0, +side) when its side views are at fixed yaws; None when the dataset does not
+    record a fixed rig."""
+    settings = read_dataset_settings(dataset_root)
+    if not isinstance(settings, dict) or settings.get("yaw_mode") != "fixed":
+        return None
+    side = float(settings["side_yaw_degrees"])
+    left_mode = settings.get("left_yaw_mode", "mirror")
+    if left_mode == "mirror":
+        return (-side, 0.0, side)
+    if left_mode == "fixed":
+        return (-float(settings["left_yaw_degrees"]), 0.0, side)
+    return None
+
+
+def resolve_pose_start(config: WorkbookConfig, dataset_root: str | os.PathLike) -> WorkbookConfig:
+    """``config`` with ``network.initial_view_yaws_degrees`` filled from the dataset's rig when
+    ``network.pose_start == "rig"`` (multi-view networks only; unchanged when the dataset records no fixed rig)."""
+    network = config.network
+    if network.pose_start not in ("frontal", "rig"):
+        raise ValueError(f"network.pose_start must be 'frontal' or 'rig', got {network.pose_start!r}")
+    if network.pose_start != "rig" or network.backbone == "single_image" or network.initial_view_yaws_degrees:
+        return config
+    yaws = rig_view_yaws(dataset_root)
+    if yaws is None:
+        return config
+    return dataclasses.replace(config, network=dataclasses.replace(network, initial_view_yaws_degrees=yaws))
+
+
+def needs_parser(config: WorkbookConfig) -> bool:
+    """Whether training ``config`` needs the face parser: for the mask loss, or for the input masks (the paper's
+    inputs, ``training.input_masks == "parser"``)."""
+    return (config.losses.use_mask and config.losses.mask > 0) or config.training.input_masks == "parser"
+
+
 def learning_rate_factor(training, step: int) -> float:
-    """Multiplier of the base learning rate at ``step`` (0-based): 1 for the first ``constant_fraction`` of the steps,
-    then a cosine from 1 down to ``final_learning_rate / learning_rate`` at the last step."""
-    constant = int(round(training.constant_fraction * training.steps))
+    """Multiplier of the base learning rate at ``step`` (0-based): a linear warm-up from 1 / ``warmup_steps`` to 1
+    over the first ``warmup_steps``, 1 until ``constant_fraction`` of the steps, then a cosine from 1 down to
+    ``final_learning_rate / learning_rate`` at the last step."""
+    if step < training.warmup_steps:
+        return (step + 1) / training.warmup_steps
+    constant = max(int(round(training.constant_fraction * training.steps)), training.warmup_steps)
     floor = training.final_learning_rate / training.learning_rate
     if step < constant:
         return 1.0
@@ -99,7 +144,7 @@ def load_trained_network(run_dir: str | os.PathLike, device: str | torch.device 
     """``(network in eval mode, config)`` of a finished run directory."""
     from ..networks import build_network
 
-    state = torch.load(Path(run_dir) / FINAL, map_location=device, weights_only=False)
+    state = torch.load(Path(run_dir) / FINAL, map_location=device, weights_only=True)
     config = WorkbookConfig.from_dict(state["config"])
     network = build_network(config).to(device)
     network.load_state_dict(state["model"])
@@ -143,10 +188,11 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
     from ..networks import build_network
 
     training = config.training
-    if config.losses.use_mask and config.losses.mask > 0 and parser_run_dir is None:
-        raise ValueError("train_reconstruction: the mask loss is on (losses.use_mask) but no parser_run_dir was "
-                         "given; pass a finished parser run or set losses.use_mask=False")
-    key = run_key(config, dataset_root, parser_run_dir)
+    if needs_parser(config) and parser_run_dir is None:
+        raise ValueError("train_reconstruction: the mask loss (losses.use_mask) or the parser's input masks "
+                         "(training.input_masks='parser') need a finished parser run; pass parser_run_dir, or set "
+                         "losses.use_mask=False and training.input_masks='ground_truth' (an oracle)")
+    key = run_key(config, dataset_root, parser_run_dir, torch.device(device).type)
     if run_dir is None:
         run_dir = (Path(runs_root) if runs_root is not None else default_runs_root()) / run_hash(key)
     run_dir = Path(run_dir)
@@ -158,6 +204,10 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
                            resumed_from=training.steps, seconds=0.0)
     write_json(key, run_dir / RUN_INFO)
 
+    precision = key["precision"]
+    config = resolve_pose_start(config, dataset_root)
+    if progress:
+        print(f"{description}: {precision_note(training.precision, torch.device(device).type)}")
     torch.manual_seed(config.seed)
     model = load_face_model(config.face_model).to(device)
     camera = PerspectiveCamera.from_config(config)
@@ -169,7 +219,7 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: learning_rate_factor(training, step))
     start, rows, validation_rows, seconds_before = 0, [], [], 0.0
     if (run_dir / CHECKPOINT).is_file():
-        state = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=False)
+        state = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=True)
         network.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
@@ -178,6 +228,8 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
         seconds_before = rows[-1]["seconds"] if rows else 0.0
 
     data = train_data if train_data is not None else synthetic_triplets(dataset_root, "train", progress)
+    data = with_input_masks(data, training.input_masks, dataset_root, "train", parser_run_dir, progress)
+    data = with_landmark_noise(data, training.landmark_noise_nme)
     validation_data = meshes = None
     if validation_split is not None:
         try:
@@ -185,13 +237,25 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
             validation_data = synthetic_triplets(dataset_root, validation_split, progress)
         except (FileNotFoundError, ValueError, KeyError):
             validation_data = meshes = None
+        if validation_data is not None:
+            validation_data = with_input_masks(validation_data, training.input_masks, dataset_root,
+                                               validation_split, parser_run_dir, progress)
+
+    paused = [0.0]          # seconds of this call spent in validation passes (not counted as training time)
+
+    def train_seconds() -> float:
+        return seconds_before + time.perf_counter() - began - paused[0]
 
     def validate(step: int) -> None:
         if validation_data is None:
             return
+        started = time.perf_counter()
         table = vertex_error_table(network, model, camera, validation_data, meshes, batch_size=training.batch_size,
-                                   bf16=training.bf16, limit=training.validation_samples)
-        validation_rows.append({"step": step, **summarise_vertex_errors(table)})
+                                   precision=precision, limit=training.validation_samples)
+        took = time.perf_counter() - started
+        paused[0] += took
+        validation_rows.append({"step": step, "seconds": train_seconds(), "validation_seconds": took,
+                                **summarise_vertex_errors(table)})
 
     def checkpoint(step: int) -> None:
         save_torch({"model": network.state_dict(), "optimiser": optimiser.state_dict(),
@@ -218,7 +282,7 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
                            single_view_mode=training.single_view_mode, device=device)
         lr = optimiser.param_groups[0]["lr"]
         prediction = reconstruct(network, model, camera, batch.network_images, batch.network_parse_maps,
-                                 bf16=training.bf16)
+                                 precision=precision)
         terms = batch_loss(config.losses, prediction, batch, model, parser, mask_active=step >= mask_start,
                            camera=camera)
         if not torch.isfinite(terms.total):
@@ -229,7 +293,7 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
         scheduler.step()
         done_here += 1
         values = terms.values()
-        rows.append({"step": step + 1, **values, "lr": lr, "seconds": seconds_before + time.perf_counter() - began})
+        rows.append({"step": step + 1, **values, "lr": lr, "seconds": train_seconds()})
         bar.set_postfix({name: f"{values[name]:.3g}" for name in ("total", "photo", "mask", "landmark_2d",
                                                                    "landmark_3d")})
         finished_step = step + 1
@@ -251,5 +315,6 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
                        seconds=time.perf_counter() - began)
 
 
-__all__ = ["TrainingRun", "default_runs_root", "learning_rate_factor", "load_trained_network", "run_key",
+__all__ = ["TrainingRun", "default_runs_root", "learning_rate_factor", "load_trained_network", "needs_parser", "resolve_pose_start",
+           "rig_view_yaws", "run_key",
            "train_reconstruction"]

@@ -40,7 +40,7 @@ def aligned_vertex_error_mm(predicted: torch.Tensor, target: torch.Tensor,
 @torch.no_grad()
 def vertex_error_table(network: torch.nn.Module, model: MorphableModel, camera: PerspectiveCamera,
                        data: TripletTensors, meshes: list[torch.Tensor], *, batch_size: int = 8,
-                       bf16: bool = False, limit: int | None = None, progress: bool = False) -> pd.DataFrame:
+                       precision: str = "fp32", limit: int | None = None, progress: bool = False) -> pd.DataFrame:
     """Per-sample mean vertex error (mm) of the network and of the mean face on a split with ground-truth meshes.
 
     Args:
@@ -65,7 +65,7 @@ def vertex_error_table(network: torch.nn.Module, model: MorphableModel, camera: 
             indices = torch.arange(start, min(start + batch_size, count))
             batch = make_batch(data, indices, device=model.mean_shape.device)
             prediction = reconstruct(network, model, camera, batch.network_images, batch.network_parse_maps,
-                                     bf16=bf16)
+                                     precision=precision)
             target = torch.stack([meshes[int(i)] for i in indices]).to(prediction.vertices)
             vertices = prediction.vertices
             views = vertices.shape[0] // target.shape[0]          # > 1 for one-face-per-view networks

@@ -1,0 +1,181 @@
+"""Learning-efficiency study of the cpu profile: validation error against training minutes on 2 CPU cores.
+
+Each variant is the ``cpu`` profile with a few settings changed (image size, backbone and regressor widths, batch
+size, learning rate and warm-up, normalisation, loss balance, data size, pose-head start, coordinate channels,
+the paper's inputs against oracle inputs). It trains DF-MVR (or DF-MVR w/o L_3d, for the variants that study
+the runs without 3D landmarks) for ``--steps`` steps with a validation pass every ``--every`` steps on the first
+40 validation triplets: mean vertex error after a similarity alignment (:func:`dfmvr_lib.training.vertex_error_table`),
+against the two lines that frame it, the mean face (every network's start) and the ceiling (the least-squares fit
+of the model's identity and expression to each ground-truth mesh, :mod:`dfmvr_lib.evaluation.ceiling`).
+``gap_closed`` = (mean face - network) / (mean face - ceiling) makes variants with other validation sets (another
+data size) comparable.
+
+Timing: two variants train side by side, one torch / numba thread each, as the cpu profile trains the tables
+(``experiments.parallel_trainings = 2``); ``minutes`` is a run's own training wall-clock without its validation
+passes. Precision: fp32 everywhere (``DFMVR_PRECISION=fp32`` is set here), the precision of CPUs without native bf16.
+
+Runs are keyed run directories under ``data/runs/learning/`` (a finished variant is reused; the datasets and parsers
+a variant needs are generated / pretrained once under ``data/learning/``).
+
+Usage: ``.venv/bin/python benchmarks/bench_learning.py [--steps 800] [--every 100] [--only NAME ...]``.
+Writes ``results/benchmarks/learning.csv``, ``learning.md`` and ``learning.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import multiprocessing
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DFMVR_PRECISION", "fp32")
+
+import pandas as pd  # noqa: E402
+
+# name -> (what it changes, overrides of the cpu profile)
+NO_L3D = {"losses.use_landmark_3d": False}
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "cpu profile": ("the chosen cpu profile (DF-MVR)", {}),
+    "w/o L_3d": ("DF-MVR w/o L_3d", NO_L3D),
+    "regularisation 3e-4 (paper)": ("coefficient prior weight 3e-4, the paper's", {"losses.regularisation": 3e-4}),
+    "w/o L_3d, regularisation 3e-4 (paper)": ("DF-MVR w/o L_3d, prior weight 3e-4",
+                                              {**NO_L3D, "losses.regularisation": 3e-4}),
+    "regularisation 1e-3": ("coefficient prior weight 1e-3", {"losses.regularisation": 1e-3}),
+    "w/o L_3d, regularisation 1e-3": ("DF-MVR w/o L_3d, prior weight 1e-3", {**NO_L3D, "losses.regularisation": 1e-3}),
+    "regularisation 1e-2": ("coefficient prior weight 1e-2", {"losses.regularisation": 1e-2}),
+    "w/o L_3d, regularisation 1e-2": ("DF-MVR w/o L_3d, prior weight 1e-2", {**NO_L3D, "losses.regularisation": 1e-2}),
+    "frontal start": ("pose heads start frontal (the paper)", {"network.pose_start": "frontal"}),
+    "w/o L_3d, frontal start": ("DF-MVR w/o L_3d, pose heads start frontal", {**NO_L3D, "network.pose_start": "frontal"}),
+    "oracle inputs": ("ground-truth masks and exact landmarks (oracle)",
+                      {"training.input_masks": "ground_truth", "training.landmark_noise_nme": 0.0}),
+    "w/o L_3d, oracle inputs": ("DF-MVR w/o L_3d, ground-truth masks and exact landmarks (oracle)",
+                                {**NO_L3D, "training.input_masks": "ground_truth", "training.landmark_noise_nme": 0.0}),
+    "112 px": ("image size 112 (the previous cpu profile's)", {"image_size": 112}),
+    "widths 16 / 0.25": ("Tri-UNet base width 16, regressor width 0.25 (the previous cpu profile's)",
+                         {"network.base_width": 16, "network.regressor_width": 0.25}),
+    "batch 8": ("8 triplets per step", {"training.batch_size": 8}),
+    "lr 3e-3 + warm-up": ("learning rate 3e-3 after 50 warm-up steps",
+                          {"training.learning_rate": 3e-3, "training.warmup_steps": 50}),
+    "group norm": ("group norm instead of batch norm", {"network.normalization": "group"}),
+    "coordinate channels": ("(x, y) input channels", {"network.coordinate_channels": True}),
+    "data 1200 x 1": ("1,200 train subjects with one sample each (same number of triplets)",
+                      {"data.train_subjects": 1200, "data.samples_per_subject": 1}),
+}
+
+
+def dataset_and_parser(config, data_dir: Path):
+    """The pixelface-like benchmark and the parser run a variant's config needs (made once per setting)."""
+    from dfmvr_lib.data.synthetic import generate_benchmark
+    from dfmvr_lib.parsing import pretrain_parser
+
+    data = config.data
+    root = generate_benchmark(data_dir / f"synthetic_{config.image_size}px_{data.train_subjects}x"
+                                         f"{data.samples_per_subject}", config, "pixelface-like", progress=False)
+    parser = pretrain_parser(config, root, runs_root=data_dir / "parser", progress=False)
+    return root, parser.run_dir
+
+
+def train_variant(job: tuple) -> str:
+    """Train one variant (worker process, one thread); returns its run directory."""
+    import numba
+    import torch
+
+    from dfmvr_lib.config import get_config
+    from dfmvr_lib.training import train_reconstruction
+
+    name, overrides, steps, every, data_dir, runs_root = job
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    config = study_config(overrides, steps, every)
+    root, parser = dataset_and_parser(config, Path(data_dir))
+    run = train_reconstruction(config, root, parser, runs_root=runs_root, progress=False, description=name)
+    return str(run.run_dir)
+
+
+def study_config(overrides: dict, steps: int, every: int):
+    from dfmvr_lib.config import get_config
+
+    return get_config("cpu", {**overrides, "training.steps": steps, "training.validate_every": every,
+                              "training.validation_samples": 40, "training.checkpoint_every": every})
+
+
+def references(config, data_dir: Path) -> dict:
+    """Mean-face and ceiling vertex errors on the first 40 validation triplets of a variant's dataset."""
+    import torch
+
+    from dfmvr_lib.evaluation.ceiling import best_fit_shapes
+    from dfmvr_lib.face_model.factory import load_face_model
+    from dfmvr_lib.training import aligned_vertex_error_mm, synthetic_meshes
+
+    root, _ = dataset_and_parser(config, data_dir)
+    model = load_face_model(config.face_model)
+    meshes = torch.stack(synthetic_meshes(root, "validation")[:40]).to(model.mean_shape)
+    region = model.evaluation_region
+    fit = best_fit_shapes(model, meshes)
+    return {"mean_face_mm": float(aligned_vertex_error_mm(model.mean_shape.expand_as(meshes), meshes, region).mean()),
+            "ceiling_mm": float(aligned_vertex_error_mm(fit.vertices, meshes, region).mean())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--every", type=int, default=100)
+    parser.add_argument("--only", nargs="*", help="variant names (default all)")
+    parser.add_argument("--data-dir", default=str(ROOT / "data" / "learning"))
+    parser.add_argument("--output", default=str(ROOT / "results" / "benchmarks"))
+    args = parser.parse_args()
+
+    from dfmvr_lib.plots import save_figure
+    from dfmvr_lib.training.figures import learning_figure
+    from dfmvr_lib.provenance import git_commit, write_table
+    from dfmvr_lib.precision import precision_note
+
+    names = args.only or list(VARIANTS)
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    data_dir, runs_root = Path(args.data_dir), ROOT / "data" / "runs" / "learning"
+    for name in names:                              # datasets and parsers first, in this process
+        dataset_and_parser(study_config(VARIANTS[name][1], args.steps, args.every), data_dir)
+    jobs = [(name, VARIANTS[name][1], args.steps, args.every, str(data_dir), str(runs_root)) for name in names]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        run_dirs = dict(zip(names, pool.map(train_variant, jobs, chunksize=1)))
+
+    frames = []
+    for name in names:
+        config = study_config(VARIANTS[name][1], args.steps, args.every)
+        validation = pd.read_csv(Path(run_dirs[name]) / "validation.csv")
+        refs = references(config, data_dir)
+        frame = pd.DataFrame({"variant": name, "change": VARIANTS[name][0], "step": validation["step"],
+                              "minutes": validation["seconds"] / 60.0, "network_mm": validation["network_mm"],
+                              **refs, "run_dir": Path(run_dirs[name]).name})
+        frame["gap_closed"] = (frame["mean_face_mm"] - frame["network_mm"]) / (frame["mean_face_mm"]
+                                                                               - frame["ceiling_mm"])
+        frames.append(frame)
+    curves = pd.concat(frames, ignore_index=True)
+    output = Path(args.output)
+    write_table(curves, output / "learning.csv")
+    save_figure(learning_figure(curves), output / "learning.png")
+    last = curves.groupby("variant", sort=False).tail(1)
+    lines = [f"# Learning efficiency of the cpu profile ({datetime.date.today()}, commit {git_commit()}, "
+             f"{precision_note('auto')}, {args.steps} steps, validation every {args.every})", "",
+             "Validation vertex error (first 40 pixelface-like validation triplets) after the last step of each "
+             "variant; `minutes` = its training wall-clock (1 thread, two runs side by side on 2 cores). "
+             "Curves: `learning.png`, `learning.csv`. Produced by `benchmarks/bench_learning.py`.", "",
+             "| variant | change | minutes | network mm | mean face mm | ceiling mm | gap closed |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for _, row in last.iterrows():
+        lines.append(f"| {row['variant']} | {row['change']} | {row['minutes']:.1f} | {row['network_mm']:.3f} | "
+                     f"{row['mean_face_mm']:.3f} | {row['ceiling_mm']:.3f} | {row['gap_closed']:.3f} |")
+    from dfmvr_lib.provenance import atomic_path
+
+    with atomic_path(output / "learning.md") as temporary:
+        Path(temporary).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

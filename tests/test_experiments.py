@@ -189,3 +189,24 @@ def test_gap_closed_is_zero_at_the_mean_face_and_one_at_the_ceiling():
     assert gap_closed(2.2, 3.0, 1.0) == pytest.approx(0.4) and gap_closed(3.5, 3.0, 1.0) < 0
     with pytest.raises(ValueError, match="ceiling"):
         gap_closed(2.0, 1.0, 1.5)
+
+
+def test_learning_figure_draws_every_variant_with_its_own_style():
+    import pandas as pd
+
+    from dfmvr_lib.training.figures import learning_figure
+
+    names = [f"variant {i}" for i in range(14)]
+    curves = pd.DataFrame([{"variant": name, "minutes": m, "network_mm": 3.4 - 0.01 * m, "gap_closed": 0.01 * m,
+                            "mean_face_mm": 3.4, "ceiling_mm": 0.4} for name in names for m in (1.0, 2.0)])
+    figure = learning_figure(curves, highlight="variant 0")
+    left, right = figure.axes[:2]
+    drawn = [line for line in left.get_lines() if line.get_label() in names]
+    assert [line.get_label() for line in drawn] == names and len([l for l in right.get_lines()
+                                                                  if l.get_label() in names]) == 14
+    styles = {(line.get_color() if isinstance(line.get_color(), str) else tuple(line.get_color()), line.get_linestyle())
+              for line in drawn}
+    assert len(styles) == 14                                    # no two variants share colour and dash
+    assert drawn[0].get_color() == "black"
+    heights = sorted(line.get_ydata()[0] for line in left.get_lines() if line.get_label() not in names)
+    assert heights == [0.4, 3.4]                                # the ceiling and the mean face as lines

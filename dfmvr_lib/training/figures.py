@@ -106,8 +106,10 @@ def learning_figure(curves: pd.DataFrame, highlight: str = "cpu profile"):
     variant's validation set as lines) and the fraction of the mean-face -> ceiling gap it closes (right) against
     its training minutes. Columns: variant, minutes, network_mm, gap_closed, mean_face_mm, ceiling_mm."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    for name, part in curves.groupby("variant", sort=False):
-        style = dict(lw=2.4, color="black") if name == highlight else dict(lw=1.2)
+    colours, dashes = plt.get_cmap("tab10").colors, ("-", "--", "-.")       # 30 distinct (colour, dash) pairs
+    for index, (name, part) in enumerate(curves.groupby("variant", sort=False)):
+        style = dict(lw=2.4, color="black") if name == highlight else \
+            dict(lw=1.2, color=colours[index % 10], ls=dashes[(index // 10) % 3])
         axes[0].plot(part["minutes"], part["network_mm"], marker=".", label=name, **style)
         axes[1].plot(part["minutes"], part["gap_closed"], marker=".", label=name, **style)
     reference = curves[curves["variant"] == highlight]

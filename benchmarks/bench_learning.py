@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import multiprocessing
 import os
 import sys
@@ -102,16 +103,17 @@ def study_config(overrides: dict, steps: int, every: int):
                               "training.validation_samples": 40, "training.checkpoint_every": every})
 
 
-def references(config, data_dir: Path) -> dict:
-    """Mean-face and ceiling vertex errors on the first 40 validation triplets of a variant's dataset."""
+@functools.lru_cache(maxsize=None)
+def references(root: Path, face_model) -> dict:
+    """Mean-face and ceiling vertex errors on the first 40 validation triplets of the dataset at ``root`` (computed
+    once per dataset: most variants share one)."""
     import torch
 
     from dfmvr_lib.evaluation.ceiling import best_fit_shapes
     from dfmvr_lib.face_model.factory import load_face_model
     from dfmvr_lib.training import aligned_vertex_error_mm, synthetic_meshes
 
-    root, _ = dataset_and_parser(config, data_dir)
-    model = load_face_model(config.face_model)
+    model = load_face_model(face_model)
     meshes = torch.stack(synthetic_meshes(root, "validation")[:40]).to(model.mean_shape)
     region = model.evaluation_region
     fit = best_fit_shapes(model, meshes)
@@ -148,7 +150,7 @@ def main() -> None:
     for name in names:
         config = study_config(VARIANTS[name][1], args.steps, args.every)
         validation = pd.read_csv(Path(run_dirs[name]) / "validation.csv")
-        refs = references(config, data_dir)
+        refs = references(dataset_and_parser(config, data_dir)[0], config.face_model)
         frame = pd.DataFrame({"variant": name, "change": VARIANTS[name][0], "step": validation["step"],
                               "minutes": validation["seconds"] / 60.0, "network_mm": validation["network_mm"],
                               **refs, "run_dir": Path(run_dirs[name]).name})

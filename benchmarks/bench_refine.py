@@ -3,7 +3,7 @@ the reconstruction error on the synthetic test split.
 
 (a) Timing: ``refine_reconstruction`` of one triplet (3 views) at 224 px with the default number of steps, for the
 ``paper`` profile (its face model and full-width parser) and for the ``cpu`` profile's face model and parser at
-224 px, plus the ``cpu`` profile at its own 112 px (what the default checkpoint runs at). Random parser weights
+224 px, plus the ``cpu`` profile at 112 px. Random parser weights
 (speed does not depend on them); the targets are a rendered random face with its exact part labels and landmarks.
 Target: under 20 s for 3 views at 224 px on 2 CPU cores.
 
@@ -13,8 +13,19 @@ front face, after a similarity alignment: :func:`dfmvr_lib.training.aligned_vert
 scan protocol rmse (crop, 7-landmark similarity, ICP, point-to-plane: :func:`dfmvr_lib.experiments.evaluate_vertices`)
 of the network's prediction and of the refined one, beside the mean face, and the fitting loss before and after.
 
+(c) Held-out-view landmark error (:mod:`dfmvr_lib.reconstruction.held_out`): each view held out in turn, the shape
+refined on the other two (from the network's prediction and from the mean face; 40 and 200 steps), only the held-out
+view's pose fitted to its landmarks, the inner-landmark residual in pixels at 224 px; on the real triplets of
+``--photos`` (the development fixtures ``../shared/fixtures/real_multiview`` by default; skipped when absent) and
+on ``--held-out-triplets`` synthetic test triplets (parser masks, detector-noise landmarks), where it is compared
+with the true vertex error of the same shapes (correlation).
+
+(d) Ablation: the variants of :data:`ABLATIONS` (one setting of ``RefinementSettings`` changed each) with the same
+measures on the real triplets and on synthetic VALIDATION triplets (the split the defaults were chosen on).
+
 Usage: ``.venv/bin/python benchmarks/bench_refine.py [--steps N] [--repeats 3] [--triplets 8] [--threads 2]
-[--parts timing accuracy]``. Prints the tables and writes ``results/benchmarks/refine.csv`` (+ ``refine.md``).
+[--parts timing accuracy held_out ablation] [--held-out-triplets 8] [--photos DIR]``. Prints the tables and writes
+``results/benchmarks/refine.csv`` (+ ``refine.md``, ``refine_held_out.csv``, ``refine_ablation.csv``).
 """
 from __future__ import annotations
 
@@ -75,22 +86,30 @@ def time_refinement(profile: str, image_size: int, steps: int, repeats: int) -> 
     return {"vertices": model.num_vertices, "seconds": statistics.median(times), "min_seconds": min(times)}
 
 
+def trained_reconstructor(profile: str, checkpoint: Path | None, data_dir: Path | None, part: str):
+    """The trained run of ``--checkpoint`` (or the profile's default run) loaded with its parser, or None (with a
+    message naming ``part``) when there is none."""
+    from dfmvr_lib.reconstruction.checkpoints import CheckpointNotFound, default_checkpoint, load_reconstructor
+
+    try:
+        return load_reconstructor(checkpoint if checkpoint is not None else default_checkpoint(profile, data_dir))
+    except CheckpointNotFound as error:
+        print(f"{part} part skipped: {error}")
+        return None
+
+
 def refinement_accuracy(profile: str, checkpoint: Path | None, data_dir: Path | None, triplets: int,
                         steps: int) -> tuple[dict, list[dict]] | None:
     """Errors of the network and of the refined prediction on the first ``triplets`` test triplets, or None when
     no trained run is available."""
     from dfmvr_lib.experiments import evaluate_vertices, load_synthetic_test_set
-    from dfmvr_lib.reconstruction.checkpoints import CheckpointNotFound, default_checkpoint, default_runs
-    from dfmvr_lib.reconstruction.checkpoints import load_reconstructor
+    from dfmvr_lib.reconstruction.checkpoints import default_runs
     from dfmvr_lib.reconstruction.pipeline import reconstruct_triplet
     from dfmvr_lib.training import aligned_vertex_error_mm, make_batch
 
-    try:
-        run_dir = checkpoint if checkpoint is not None else default_checkpoint(profile, data_dir)
-    except CheckpointNotFound as error:
-        print(f"accuracy part skipped: {error}")
+    reconstructor = trained_reconstructor(profile, checkpoint, data_dir, "accuracy")
+    if reconstructor is None:
         return None
-    reconstructor = load_reconstructor(run_dir)
     config, model = reconstructor.config, reconstructor.model
     dataset_root = default_runs(config.profile, data_dir).dataset_root
     if not (dataset_root / "manifest.csv").is_file():
@@ -122,6 +141,205 @@ def refinement_accuracy(profile: str, checkpoint: Path | None, data_dir: Path | 
     return summary, per_sample
 
 
+def held_out_synthetic(profile: str, checkpoint: Path | None, data_dir: Path | None, triplets: int,
+                       refine_steps: tuple[int, ...], split: str = "test", settings=None,
+                       starts: tuple[str, ...] = ("network", "mean face")):
+    """The held-out-view landmark error (:mod:`dfmvr_lib.reconstruction.held_out`) on the first ``triplets`` synthetic
+    test triplets, beside the true vertex error of the same reconstructions (the shape refined on the two other
+    views): the network's inputs with the parser's masks, landmarks with the detector's error (NME 0.028). Returns
+    the per-(triplet, held-out view, reconstruction) table or None when no trained run is available."""
+    import pandas as pd
+
+    from dfmvr_lib.experiments import load_synthetic_test_set
+    from dfmvr_lib.reconstruction.checkpoints import default_runs
+    from dfmvr_lib.reconstruction.held_out import held_out_view_errors
+    from dfmvr_lib.training import aligned_vertex_error_mm, make_batch, reconstruct
+    from dfmvr_lib.training.landmark_noise import with_landmark_noise
+
+    reconstructor = trained_reconstructor(profile, checkpoint, data_dir, "held-out")
+    if reconstructor is None:
+        return None
+    config, model, camera = reconstructor.config, reconstructor.model, reconstructor.camera
+    dataset_root = default_runs(config.profile, data_dir).dataset_root
+    test = load_synthetic_test_set(dataset_root, model, split=split, limit=triplets)
+    data = with_landmark_noise(test.network_data(config.training.input_masks, reconstructor.parser_run_dir),
+                               config.training.landmark_noise_nme, seed=1)
+    targets = make_batch(data, torch.arange(len(test)))
+    with torch.no_grad():
+        network = reconstruct(reconstructor.network, model, camera, targets.network_images,
+                              targets.network_parse_maps).coefficients
+    table = held_out_view_errors(model, camera, network, targets, config.losses, reconstructor.parser,
+                                 refine_steps=refine_steps, keep_coefficients=True, settings=settings,
+                                 starts=starts)
+    truth = torch.stack(test.vertices)
+    errors = []
+    for _, row in table.iterrows():
+        coefficients = row["coefficients"]
+        with torch.no_grad():
+            vertices = model.shape(coefficients.identity[row["sample"]:row["sample"] + 1],
+                                   coefficients.expression[row["sample"]:row["sample"] + 1])
+        errors.append(float(aligned_vertex_error_mm(vertices, truth[row["sample"]:row["sample"] + 1],
+                                                    model.evaluation_region)[0]))
+    table = table.drop(columns="coefficients").assign(vertex_error_mm=errors, run=reconstructor.run_dir.name,
+                                                      sample_id=[test.sample_ids[i] for i in table["sample"]])
+    return table
+
+
+def held_out_report(args, base: dict, rows: list[dict]) -> list[str]:
+    """The held-out-view part: real triplets of ``args.photos`` and synthetic test triplets; writes
+    ``refine_held_out.csv`` beside ``args.csv`` (one row per triplet, held-out view and reconstruction), appends
+    summary rows to ``rows`` and returns the Markdown lines."""
+    import pandas as pd
+    from scipy import stats
+
+    from dfmvr_lib.provenance import write_table
+    from dfmvr_lib.reconstruction.held_out import held_out_photo_errors, summarise_held_out
+    from dfmvr_lib.reconstruction.inputs import photo_triplets
+    from dfmvr_lib.reconstruction.pipeline import photo_preparer
+
+    steps = tuple(args.held_out_steps)
+    lines = ["## Held-out-view landmark error (`dfmvr_lib.reconstruction.held_out`)", "",
+             "Each view is held out in turn: the shape comes from the other two (the network sees all three, it was "
+             "trained on full triplets; the refinement fits only the two), then only the held-out view's pose is "
+             "fitted to its landmarks; the value is the mean distance of the 51 inner landmarks (iBUG 17-67), in "
+             "pixels of a 224-px crop. Lower is better; the mean face uses no photo.", ""]
+    frames = []
+    if args.photos is not None and args.photos.is_dir():
+        reconstructor = trained_reconstructor(args.profile, args.checkpoint, args.data_dir, "held-out (photos)")
+        if reconstructor is not None:
+            real = held_out_photo_errors(reconstructor, photo_triplets(args.photos), photo_preparer(reconstructor),
+                                         refine_steps=steps, progress=True, starts=("network", "mean face"))
+            frames.append(real.assign(source="real photos", run=reconstructor.run_dir.name))
+            per_triplet = real.groupby(["triplet", "reconstruction"], sort=False)["held_out_px"].mean().unstack()
+            lines += [f"### Real triplets ({args.photos.name}/, run `{reconstructor.run_dir.name}`, "
+                      f"{reconstructor.image_size} px)", "",
+                      "| triplet | " + " | ".join(per_triplet.columns) + " |",
+                      "|---|" + "---:|" * len(per_triplet.columns)]
+            for triplet, values in per_triplet.iterrows():
+                lines.append(f"| {triplet} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+            summary = summarise_held_out(real)
+            lines.append("| **mean** | " + " | ".join(f"**{v:.2f}**" for v in summary["held_out_px"]) + " |")
+            lines.append("")
+            for _, row in summary.iterrows():
+                rows.append({**base, "part": "held_out_real", "profile": reconstructor.config.profile,
+                             "image_size": reconstructor.image_size, "triplets": real["triplet"].nunique(),
+                             "steps": max(steps), "measure": f"held_out_px_{row['reconstruction'].replace(' ', '_')}",
+                             "value": round(float(row["held_out_px"]), 4), "unit": "px at 224"})
+    synthetic = held_out_synthetic(args.profile, args.checkpoint, args.data_dir, args.held_out_triplets, steps)
+    if synthetic is not None:
+        frames.append(synthetic.assign(source="synthetic test split"))
+        summary = synthetic.groupby("reconstruction", sort=False)[["held_out_px", "vertex_error_mm"]].mean()
+        pearson = stats.pearsonr(synthetic["held_out_px"], synthetic["vertex_error_mm"])
+        spearman = stats.spearmanr(synthetic["held_out_px"], synthetic["vertex_error_mm"])
+        # do they move together: change of each measure from the mean face, per triplet and held-out view
+        keyed = synthetic.set_index(["sample", "held_out_view", "reconstruction"])[["held_out_px", "vertex_error_mm"]]
+        base_rows = keyed.xs("mean face", level="reconstruction")
+        changes = (keyed.drop(index="mean face", level="reconstruction") - base_rows).dropna()
+        change_r = stats.pearsonr(changes["held_out_px"], changes["vertex_error_mm"])
+        lines += [f"### Synthetic test triplets (first {synthetic['sample'].nunique()}, parser masks, landmarks with "
+                  "the detector's error NME 0.028), against the true vertex error", "",
+                  "| reconstruction | held-out px | vertex error mm |", "|---|---:|---:|"]
+        for name, values in summary.iterrows():
+            lines.append(f"| {name} | {values['held_out_px']:.2f} | {values['vertex_error_mm']:.3f} |")
+        lines += ["", f"Correlation over {len(synthetic)} (triplet, held-out view, reconstruction) rows: Pearson "
+                  f"r = {pearson.statistic:.2f} (p = {pearson.pvalue:.1e}), Spearman rho = {spearman.statistic:.2f}. "
+                  f"Changes from the mean face (network and refinements, per triplet and view): Pearson r = "
+                  f"{change_r.statistic:.2f} (p = {change_r.pvalue:.1e}, {len(changes)} rows).", ""]
+        for name, values in summary.iterrows():
+            for measure in ("held_out_px", "vertex_error_mm"):
+                rows.append({**base, "part": "held_out_synthetic", "profile": args.profile, "image_size": None,
+                             "triplets": synthetic["sample"].nunique(), "steps": max(steps),
+                             "measure": f"{measure}_{name.replace(' ', '_')}", "value": round(float(values[measure]), 4),
+                             "unit": "px at 224" if measure == "held_out_px" else "mm"})
+        rows.append({**base, "part": "held_out_synthetic", "profile": args.profile, "image_size": None,
+                     "triplets": synthetic["sample"].nunique(), "steps": max(steps),
+                     "measure": "pearson_held_out_vs_vertex_error", "value": round(float(pearson.statistic), 4),
+                     "unit": "r"})
+    if frames:
+        write_table(pd.concat(frames, ignore_index=True), args.csv.with_name("refine_held_out.csv"))
+    return lines
+
+
+ABLATIONS = {
+    "fitting defaults": {},
+    "+ mask loss (training weight 3)": {"mask_weight": None},
+    "+ jaw landmarks in the side views": {"jaw_in_side_views": True},
+    "prior x 10": {"prior_scale": 10.0},
+    "prior x 0.3": {"prior_scale": 0.3},
+}
+"""Variants of the refinement, each a change of :class:`RefinementSettings` from its defaults."""
+
+
+def ablation_report(args, base: dict, rows: list[dict]) -> list[str]:
+    """Each of :data:`ABLATIONS` on the real triplets of ``args.photos`` (held-out-view error) and on synthetic
+    validation triplets (held-out-view and true vertex error), refinement from the network's prediction; writes
+    ``refine_ablation.csv`` beside ``args.csv`` and returns the Markdown lines."""
+    import dataclasses
+
+    import pandas as pd
+
+    from dfmvr_lib.provenance import write_table
+    from dfmvr_lib.reconstruction.fitting import RefinementSettings
+    from dfmvr_lib.reconstruction.held_out import held_out_photo_errors
+    from dfmvr_lib.reconstruction.inputs import photo_triplets
+    from dfmvr_lib.reconstruction.pipeline import photo_preparer
+
+    steps = tuple(args.held_out_steps)
+    defaults = RefinementSettings()
+    reconstructor = None
+    if args.photos is not None and args.photos.is_dir():
+        reconstructor = trained_reconstructor(args.profile, args.checkpoint, args.data_dir, "ablation (photos)")
+    frames = []
+    for name, change in ABLATIONS.items():
+        settings = dataclasses.replace(defaults, **{key: (value * defaults.prior_scale if key == "prior_scale"
+                                                          else value) for key, value in change.items()})
+        if reconstructor is not None:
+            real = held_out_photo_errors(reconstructor, photo_triplets(args.photos), photo_preparer(reconstructor),
+                                         refine_steps=steps, settings=settings)
+            frames.append(real.assign(variant=name, source="real photos"))
+        synthetic = held_out_synthetic(args.profile, args.checkpoint, args.data_dir, args.held_out_triplets, steps,
+                                       split="validation", settings=settings, starts=("network",))
+        if synthetic is not None:
+            frames.append(synthetic.assign(variant=name, source="synthetic validation split"))
+        print(f"ablation: {name} done", flush=True)
+    if not frames:
+        return []
+    table = pd.concat(frames, ignore_index=True)
+    write_table(table, args.csv.with_name("refine_ablation.csv"))
+    refined = table[table["reconstruction"].str.startswith("refined")]
+    columns = []
+    real_rows = refined[refined["source"] == "real photos"]
+    synthetic_rows = refined[refined["source"] == "synthetic validation split"]
+    summary = {}
+    for label, frame, measure in (("real held-out px", real_rows, "held_out_px"),
+                                  ("synthetic held-out px", synthetic_rows, "held_out_px"),
+                                  ("synthetic vertex mm", synthetic_rows, "vertex_error_mm")):
+        if len(frame):
+            pivot = frame.groupby(["variant", "steps"], sort=False)[measure].mean().unstack()
+            for step in pivot.columns:
+                summary[f"{label}, {step} steps"] = pivot[step]
+                columns.append(f"{label}, {step} steps")
+    summary = pd.DataFrame(summary).reindex(list(ABLATIONS))
+    references = table[table["reconstruction"].isin(["mean face", "network"])]
+    reference_text = "; ".join(
+        f"{source}: " + ", ".join(f"{rec} {value:.3f}" for rec, value in
+                                 frame.groupby("reconstruction", sort=False)["held_out_px"].mean().items())
+        for source, frame in references[references["variant"] == "fitting defaults"].groupby("source", sort=False))
+    lines = ["### Ablation of the fitting objective (refinement from the network's prediction)", "",
+             f"Held-out-view error (px at 224) on the real triplets and on the first {args.held_out_triplets} synthetic "
+             "validation triplets, and the true vertex error (mm) of the synthetic ones; each row changes one setting "
+             "of `RefinementSettings` from its defaults (`dfmvr_lib/reconstruction/fitting.py`). References, held-out "
+             f"px: {reference_text}.", "",
+             "| variant | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name, values in summary.iterrows():
+        lines.append(f"| {name} | " + " | ".join(f"{values[c]:.3f}" for c in columns) + " |")
+        for column in columns:
+            rows.append({**base, "part": "ablation", "profile": args.profile, "image_size": None, "triplets": None,
+                         "steps": None, "measure": f"{name}: {column}", "value": round(float(values[column]), 4),
+                         "unit": "mm" if "mm" in column else "px at 224"})
+    return lines + [""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=DEFAULT_REFINE_STEPS)
@@ -131,7 +349,13 @@ def main() -> None:
     parser.add_argument("--profile", default="cpu", help="whose trained run the accuracy part uses")
     parser.add_argument("--checkpoint", type=Path, help="a finished reconstruction run (default: the profile's)")
     parser.add_argument("--data-dir", type=Path, help="where the notebooks keep data and runs (default: data/)")
-    parser.add_argument("--parts", nargs="+", choices=("timing", "accuracy"), default=["timing", "accuracy"])
+    parser.add_argument("--parts", nargs="+", choices=("timing", "accuracy", "held_out", "ablation"),
+                        default=["timing", "accuracy", "held_out", "ablation"])
+    parser.add_argument("--held-out-triplets", type=int, default=8,
+                        help="synthetic test triplets of the held-out-view part")
+    parser.add_argument("--held-out-steps", type=int, nargs="+", default=[40, 200])
+    parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "fixtures" / "real_multiview",
+                        help="a folder of real triplets for the held-out-view part (skipped when absent)")
     parser.add_argument("--timing-cases", nargs="+", metavar="PROFILE@SIZE",
                         default=[f"{p}@{s}" for p, s in TIMING_CASES])
     parser.add_argument("--csv", type=Path, default=ROOT / "results" / "benchmarks" / "refine.csv")
@@ -185,6 +409,11 @@ def main() -> None:
                                  "value": round(float(values[(measure, 'mean')]), 4), "unit": "mm"})
             for key in ("fitting_loss_network", "fitting_loss_refined"):
                 rows.append({**common, "measure": key, "value": round(summary[key], 5), "unit": "weighted sum"})
+    held_out_lines = []
+    if "held_out" in args.parts:
+        held_out_lines = held_out_report(args, base, rows)
+    if "ablation" in args.parts:
+        held_out_lines += ablation_report(args, base, rows)
     load_after = round(os.getloadavg()[0], 1)
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     write_csv(rows, args.csv)
@@ -192,7 +421,8 @@ def main() -> None:
              f"torch {torch.__version__})", "",
              f"Multi-view test-time refinement (`dfmvr reconstruct --refine`, "
              f"`dfmvr_lib.reconstruction.fitting.refine_reconstruction`): Adam on the coefficients and per-view poses "
-             f"with the training losses (photo, mask through the frozen parser, 2D landmarks, regularisation). "
+             f"with the losses of `RefinementSettings` (defaults: photo, 2D landmarks without the jaw line in the side "
+             f"views, the training prior; the mask loss through the parser off). "
              f"1-minute load average {load_before} before and {load_after} after the runs (2 cpu; other processes "
              f"on the machine inflate the timings). Produced by `benchmarks/bench_refine.py`.", ""]
     if timing_lines:
@@ -200,6 +430,8 @@ def main() -> None:
                   "parser weights; target < 20 s at 224 px)", "", *timing_lines, ""]
     if accuracy_lines:
         lines += ["## Error before and after refinement (synthetic test split)", "", *accuracy_lines, ""]
+    if held_out_lines:
+        lines += held_out_lines
     text = "\n".join(lines)
     args.csv.with_suffix(".md").write_text(text)
     print(text)

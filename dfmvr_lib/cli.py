@@ -28,8 +28,11 @@ Reconstruct a 3D face from 1-3 photos of one person (left, front, right view) wi
 Each photo goes through the workbook's photo pipeline (68 landmarks with dlib's offline detector, or FAN when its
 weights are cached; crop aligned to the face model's framing at the network's image size; face-part labels from the
 training run's frozen parser), then the network predicts the morphable-model coefficients of the face and a pose per
-view. With --refine the coefficients and poses are then fitted to the photos with the training losses (photo, mask,
-2D landmarks, regularisation). Views that are not given are black with empty parse maps, as in single-view training.
+view. With --refine the coefficients and poses are then fitted to the photos (photo loss, 2D landmarks without the
+jaw line in the side views, coefficient prior; see dfmvr_lib.reconstruction.fitting.RefinementSettings), starting
+from the network's prediction, or from the mean face when the network's shape explains the photos' landmarks worse
+than the mean face does (--start auto). Views that are not given are black with empty parse maps, as in single-view
+training. The mesh takes its colours from the photos (--colours photo).
 
 Writes, named after -o face.obj: face.obj and face.ply (mesh with vertex colours, millimetres, head frame: x right,
 y up, z out of the face), face_coefficients.json and face_coefficients.npz (coefficients, per-view pose in radians
@@ -83,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
                              help="after the network, fit the coefficients and per-view poses to the photos for N "
                                   f"Adam steps (--refine alone: {DEFAULT_REFINE_STEPS}, under 20 s for 3 views at "
                                   "224 px on 2 CPU cores; default: no refinement)")
+    reconstruct.add_argument("--start", default="auto", choices=("auto", "network", "mean-face"),
+                             help="where the refinement starts: the network's prediction, the mean face (with the "
+                                  "network's poses), or auto = the network unless its shape explains the photos' "
+                                  "landmarks worse than the mean face does, then the mean face with a warning "
+                                  "(default: %(default)s)")
     reconstruct.add_argument("--checkpoint", type=Path, metavar="RUN_DIR",
                              help="a finished reconstruction run directory (default: the --profile run of the "
                                   "notebooks under --data-dir)")
@@ -92,9 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                              help="whose default run to use when --checkpoint is not given (default: %(default)s)")
     reconstruct.add_argument("--data-dir", type=Path, metavar="DIR",
                              help="where the notebooks keep datasets and runs (default: <repository>/data)")
-    reconstruct.add_argument("--colours", default="shaded", choices=COLOUR_MODES,
-                             help="mesh vertex colours: the albedo lit by the fitted light (shaded) or the albedo "
-                                  "alone (default: %(default)s)")
+    reconstruct.add_argument("--colours", default="photo", choices=COLOUR_MODES,
+                             help="mesh vertex colours: the albedo lit by the fitted light (shaded), the albedo "
+                                  "alone, or the photos' colours projected onto the mesh (photo: the views that see a "
+                                  "vertex, blended by angle) (default: %(default)s)")
     reconstruct.add_argument("--detector", default="auto", choices=("auto", "dlib", "fan"),
                              help="68-point landmark detector: auto = FAN when its weights are in the torch hub cache, "
                                   "else dlib (offline) (default: %(default)s)")
@@ -178,7 +187,8 @@ def reconstruct_command(args: argparse.Namespace) -> int:
     try:
         preparer = photo_preparer(reconstructor, _detector(args.detector), use_parser=use_parser)
         photos = reconstruct_photos(reconstructor, files, preparer, args.refine,
-                                    progress=lambda message: say(f"      {message}"), show_progress=not args.quiet)
+                                    progress=lambda message: say(f"      {message}"), show_progress=not args.quiet,
+                                    start=args.start.replace("-", " "))
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -193,7 +203,7 @@ def reconstruct_command(args: argparse.Namespace) -> int:
     say("[3/4] reconstructed")
     losses = result.fit.losses["total"]
     if args.refine:
-        say(f"      fitting loss {losses.iloc[0]:.4f} (network) -> {losses.iloc[-1]:.4f} (refined)")
+        say(f"      fitting loss {losses.iloc[0]:.4f} ({result.start}) -> {losses.iloc[-1]:.4f} (refined)")
 
     say(f"[4/4] writing {outputs.obj} and beside it")
     title = (f"{reconstructor.run_dir.name} ({reconstructor.config.profile})"
@@ -201,7 +211,7 @@ def reconstruct_command(args: argparse.Namespace) -> int:
     try:
         written = save_reconstruction(
             reconstructor, result, prepared.targets, outputs.obj, files=files, colours=args.colours,
-            warnings=warnings, title=title,
+            warnings=warnings, title=title, photos=prepared.photos,
             extra={"detector": [p.detector if p is not None else None for p in prepared.photos],
                    "parse_maps": "parser" if use_parser else "landmark polygons"})
     except OSError as error:

@@ -20,7 +20,7 @@ from test_fitting import smoke_runs  # noqa: F401  (module fixture: a smoke benc
 CROPS = FIXTURES / "real_multiview" / "pixelface_crops"
 TRIPLET = [CROPS / "0" / "00336010.png", CROPS / "1" / "00336011.png", CROPS / "2" / "00336012.png"]
 OPTIONS = ("--output", "--views", "--refine", "--checkpoint", "--parser", "--profile", "--data-dir", "--colours",
-           "--detector", "--parse-maps", "--threads", "--quiet")
+           "--detector", "--parse-maps", "--threads", "--quiet", "--start")
 
 
 def _leftovers(folder: Path) -> list[Path]:
@@ -155,7 +155,8 @@ def test_end_to_end_on_real_photos_with_the_default_smoke_run(smoke_runs, tmp_pa
     threads = torch.get_num_threads()
     try:
         status = main(["reconstruct", *map(str, TRIPLET), "-o", str(out / "face.obj"), "--refine", "3",
-                       "--profile", "smoke", "--data-dir", str(data_dir), "--detector", "dlib", "--threads", "1"])
+                       "--profile", "smoke", "--data-dir", str(data_dir), "--detector", "dlib", "--threads", "1",
+                       "--start", "network"])
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
@@ -182,6 +183,7 @@ def test_end_to_end_on_real_photos_with_the_default_smoke_run(smoke_runs, tmp_pa
     assert [v["present"] for v in record["views"]] == [True, True, True]
     assert record["views"][0]["file"] == str(TRIPLET[0])
     assert record["refinement"]["steps"] == 3 and len(record["refinement"]["per_step"]) == 4
+    assert record["refinement"]["start"] == "network" and record["mesh"]["colours"] == "photo"
     assert record["checkpoint"]["run_dir"] == str(smoke_runs[2])
     assert record["mesh"]["vertices"] == model.num_vertices
     with np.load(paths.npz) as arrays:

@@ -58,12 +58,15 @@ def test_refinement_lowers_the_fitting_loss_and_leaves_the_network_alone(smoke_r
     targets = make_batch(test, torch.tensor([0]))
     network_before = {k: v.clone() for k, v in reconstructor.network.state_dict().items()}
     parser_before = {k: v.clone() for k, v in reconstructor.parser.state_dict().items()}
-    result = reconstruct_triplet(reconstructor, targets, refine_steps=24)
+    result = reconstruct_triplet(reconstructor, targets, refine_steps=24,
+                                 settings=RefinementSettings(mask_weight=None))    # the training weights, mask on
     losses = result.fit.losses
     assert list(losses["step"]) == list(range(25))
     assert np.isfinite(losses.drop(columns="step").to_numpy()).all()
     assert losses["total"].iloc[-1] < 0.85 * losses["total"].iloc[0]        # 21 % lower here (24 steps)
     assert losses["mask"].iloc[0] > 0 and losses["photo"].iloc[0] > 0          # the parser and photo terms take part
+    default = reconstruct_triplet(reconstructor, targets, refine_steps=2).fit.losses
+    assert (default["mask"] == 0).all() and default["photo"].iloc[0] > 0       # by default the mask loss is off
     assert not torch.equal(result.coefficients.identity, result.network_coefficients.identity)
     for name, value in reconstructor.network.state_dict().items():
         assert torch.equal(value, network_before[name]), f"the network changed: {name}"
@@ -190,3 +193,24 @@ def test_consistency_warnings_flag_other_faces_and_swapped_sides_but_not_a_good_
     assert any("different people" in m and str(files[1]) in m for m in other)
     same_photo = view_consistency_warnings([files[0], files[0], None], [landmarks[0], landmarks[0], None])
     assert any("same photo" in m for m in same_photo)
+
+
+def test_refinement_can_start_from_the_mean_face_and_auto_checks_the_network(smoke_runs, reconstructor):
+    import warnings
+
+    from dfmvr_lib.reconstruction.pipeline import PlausibilityWarning
+
+    _, root, _, _ = smoke_runs
+    targets = make_batch(synthetic_triplets(root, "test", progress=False), torch.tensor([0]))
+    from_mean = reconstruct_triplet(reconstructor, targets, refine_steps=0, start="mean face")
+    assert from_mean.start == "mean face" and not from_mean.coefficients.identity.any()
+    assert torch.equal(from_mean.coefficients.angles, from_mean.network_coefficients.angles)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        auto = reconstruct_triplet(reconstructor, targets, refine_steps=0, start="auto")
+    check = auto.plausibility
+    assert set(check) == {"network_px", "mean_face_px", "plausible"}
+    assert auto.start == ("network" if check["plausible"] else "mean face")
+    assert any(issubclass(w.category, PlausibilityWarning) for w in caught) == (not check["plausible"])
+    with pytest.raises(ValueError, match="start"):
+        reconstruct_triplet(reconstructor, targets, start="scan")

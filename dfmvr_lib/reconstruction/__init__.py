@@ -4,7 +4,9 @@
   loaded with its frozen face parser;
 - :mod:`.inputs`: files -> views (left, front, right; missing views black as in single-view training), photo
   preparation with the parser's labels, consistency checks between the views;
-- :mod:`.fitting`: multi-view test-time refinement of the coefficients with the training losses;
+- :mod:`.fitting`: multi-view test-time refinement of the coefficients (the training losses, re-weighted for photos);
+- :mod:`.held_out`: the held-out-view landmark error, a measure of the shape on real photos without a scan;
+- :mod:`.texture`: vertex colours projected from the photos (``--colours photo``);
 - :mod:`.pipeline`: network prediction + refinement, and the output files (:mod:`.export`: OBJ / PLY with vertex
   colours in mm, coefficients as JSON / NPZ, overlay PNG; all or nothing);
 - :mod:`.viewer`: renders at any angle and an ipywidgets explorer for notebooks.
@@ -23,10 +25,12 @@ _EXPORTS = {
                     "parser_run_of"),
     "export": ("OutputPaths", "StagedOutputs", "write_mesh"),
     "fitting": ("RefinementResult", "RefinementSettings", "fitting_loss", "refine_reconstruction"),
+    "held_out": ("held_out_photo_errors", "held_out_view_errors", "summarise_held_out"),
     "inputs": ("InputError", "ParserLabels", "PreparedViews", "VIEW_NAMES", "assign_views", "photo_triplets",
                "prepare_views", "view_consistency_warnings", "views_batch"),
     "pipeline": ("PhotoReconstruction", "TripletReconstruction", "evaluate_against_mesh", "overlay_figure",
                  "photo_preparer", "reconstruct_photos", "reconstruct_triplet", "save_reconstruction"),
+    "texture": ("photo_vertex_colours",),
     "viewer": ("coefficient_explorer", "mesh_view_figure", "triplet_chooser"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -3,6 +3,7 @@ multi-view refinement (:func:`~dfmvr_lib.reconstruction.fitting.refine_reconstru
 it (:func:`save_reconstruction`)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +31,17 @@ class TripletReconstruction:
     ``refinement.steps`` > 0, else the network's); render: the :class:`~dfmvr_lib.scene.FaceRender` of the final
     coefficients (``vertices`` (B, V, 3) head frame mm, ``landmarks_2d`` (B, S, 68, 2) pixels, ``render.image``
     (B*S, 3, H, W)); fit: the :class:`~dfmvr_lib.reconstruction.fitting.RefinementResult` (its ``losses`` row 0 is
-    the fitting loss of the network's prediction, the last row that of the final coefficients).
+    the fitting loss of the starting point, the last row that of the final coefficients); start: ``"network"`` or
+    ``"mean face"`` (where the refinement started, see :func:`plausibility_check`); plausibility: the check's numbers
+    when it ran.
     """
 
     network_coefficients: FaceCoefficients
     coefficients: FaceCoefficients
     render: FaceRender
     fit: RefinementResult
+    start: str = "network"
+    plausibility: dict | None = None
 
     @property
     def refine_steps(self) -> int:
@@ -48,28 +53,72 @@ class TripletReconstruction:
         return self.render.vertices
 
 
+def plausibility_check(model, camera, coefficients: FaceCoefficients, targets: TrainingBatch) -> dict:
+    """Does the predicted shape explain the views' landmarks better than the mean face? For every present view, its
+    pose alone is fitted to its detected landmarks (the 51 inner ones, :func:`~.held_out.held_out_residual`) with
+    the predicted shape and with the mean shape. Returns ``{"network_px", "mean_face_px"}`` (mean over the views and
+    triplets, pixels of a 224-px crop) and ``"plausible"`` (the network's shape is not worse)."""
+    from .held_out import held_out_residual
+
+    mean_face = dataclasses.replace(coefficients, identity=torch.zeros_like(coefficients.identity),
+                                    expression=torch.zeros_like(coefficients.expression))
+    network, reference = [], []
+    for view in range(targets.view_weight.shape[1]):
+        present = targets.view_weight[:, view] > 0
+        if not bool(present.any()):
+            continue
+        network.append(held_out_residual(model, camera, coefficients, targets, view)[present])
+        reference.append(held_out_residual(model, camera, mean_face, targets, view)[present])
+    network_px, mean_px = float(torch.cat(network).mean()), float(torch.cat(reference).mean())
+    return {"network_px": network_px, "mean_face_px": mean_px, "plausible": network_px <= mean_px}
+
+
 def reconstruct_triplet(reconstructor: Reconstructor, targets: TrainingBatch, refine_steps: int = 0, *,
-                        settings: RefinementSettings | None = None, progress: bool = False) -> TripletReconstruction:
+                        settings: RefinementSettings | None = None, progress: bool = False,
+                        start: str = "network") -> TripletReconstruction:
     """Predict the coefficients of the triplets in ``targets`` with the network, then refine them for
-    ``refine_steps`` steps on the same views (the losses of training without the 3D landmarks; the mask loss only
-    when the reconstructor has its parser).
+    ``refine_steps`` steps on the same views (:func:`~.fitting.refine_reconstruction` with ``settings``, default
+    :class:`~.fitting.RefinementSettings`; a mask loss, when the settings weight it, needs the reconstructor's parser).
 
     Args:
         reconstructor: network, model, camera and parser (:func:`~.checkpoints.load_reconstructor`).
         targets: ``network_images`` (B, 3, 3, S, S) / ``network_parse_maps`` (B, 3, S, S) are what the network sees;
             ``images``, ``parse_maps``, ``landmarks_2d``, ``view_weight`` are the refinement's targets.
         refine_steps: Adam steps of test-time fitting (0 = the network's prediction as it is).
+        start: where the refinement starts: ``"network"`` (its prediction), ``"mean face"`` (the mean shape with the
+            network's poses, albedo and light), or ``"auto"``: the network's prediction unless it fails
+            :func:`plausibility_check` (its shape explains the views' landmarks worse than the mean face), in which
+            case a warning is issued and the mean face is used.
     """
+    import warnings
+
     from ..training.forward import reconstruct
 
+    if start not in ("network", "mean face", "auto"):
+        raise ValueError(f"start must be 'network', 'mean face' or 'auto', got {start!r}")
     with torch.no_grad():
         prediction = reconstruct(reconstructor.network, reconstructor.model, reconstructor.camera,
                                  targets.network_images, targets.network_parse_maps)
-    fit = refine_reconstruction(reconstructor.model, reconstructor.camera, prediction.coefficients, targets,
+    network = prediction.coefficients
+    check = None
+    if start == "auto":
+        check = plausibility_check(reconstructor.model, reconstructor.camera, network, targets)
+        if not check["plausible"]:
+            warnings.warn(f"the network's shape explains the photos' landmarks worse than the mean face "
+                          f"({check['network_px']:.2f} px against {check['mean_face_px']:.2f} px at 224 px, each view's "
+                          f"pose fitted): the refinement starts from the mean face", PlausibilityWarning, stacklevel=2)
+        start = "network" if check["plausible"] else "mean face"
+    initial = network if start == "network" else dataclasses.replace(
+        network, identity=torch.zeros_like(network.identity), expression=torch.zeros_like(network.expression))
+    fit = refine_reconstruction(reconstructor.model, reconstructor.camera, initial, targets,
                                 reconstructor.config.losses, reconstructor.parser, steps=refine_steps,
                                 settings=settings, progress=progress)
-    return TripletReconstruction(network_coefficients=fit.initial_coefficients, coefficients=fit.coefficients,
-                                 render=fit.render, fit=fit)
+    return TripletReconstruction(network_coefficients=network, coefficients=fit.coefficients,
+                                 render=fit.render, fit=fit, start=start, plausibility=check)
+
+
+class PlausibilityWarning(UserWarning):
+    """The network's prediction failed :func:`plausibility_check`; the reconstruction starts from the mean face."""
 
 
 def photo_preparer(reconstructor: Reconstructor, detector=None, *, use_parser: bool = True,
@@ -99,24 +148,50 @@ class PhotoReconstruction:
 
 
 def reconstruct_photos(reconstructor: Reconstructor, files: Sequence[Path | None], preparer, refine_steps: int = 0,
-                       *, progress=None, show_progress: bool = False) -> PhotoReconstruction:
+                       *, progress=None, show_progress: bool = False, start: str = "auto",
+                       settings: RefinementSettings | None = None) -> PhotoReconstruction:
     """Photos -> mesh: prepare the views ``files`` (left, front, right; None = not given) with ``preparer``
     (:func:`photo_preparer`), check that they look like one person, then :func:`reconstruct_triplet` with
-    ``refine_steps``. ``progress``: callable receiving one message per photo; ``show_progress``: tqdm bar of the
-    refinement. Raises :class:`~.inputs.InputError` naming the file when a photo cannot be used."""
+    ``refine_steps`` and ``start`` (default ``"auto"``: from the mean face when the network's shape fails
+    :func:`plausibility_check`; that is then one of the returned warnings). ``progress``: callable receiving one
+    message per photo; ``show_progress``: tqdm bar of the refinement. Raises :class:`~.inputs.InputError` naming the
+    file when a photo cannot be used."""
+    import warnings as python_warnings
+
     prepared = prepare_views(files, preparer, progress=progress)
-    warnings = view_consistency_warnings(prepared.files, [photo.landmarks if photo is not None else None
+    messages = view_consistency_warnings(prepared.files, [photo.landmarks if photo is not None else None
                                                           for photo in prepared.photos])
-    result = reconstruct_triplet(reconstructor, prepared.targets, refine_steps, progress=show_progress)
-    return PhotoReconstruction(prepared, result, warnings)
+    with python_warnings.catch_warnings(record=True) as caught:
+        python_warnings.simplefilter("always", PlausibilityWarning)
+        result = reconstruct_triplet(reconstructor, prepared.targets, refine_steps, progress=show_progress,
+                                     start=start, settings=settings)
+    for warning in caught:
+        if issubclass(warning.category, PlausibilityWarning):
+            messages.append(str(warning.message))
+        else:
+            python_warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return PhotoReconstruction(prepared, result, messages)
 
 
 def vertex_colours(reconstructor: Reconstructor, result: TripletReconstruction, mode: str = "shaded",
-                   sample: int = 0) -> torch.Tensor:
+                   sample: int = 0, photos: Sequence | None = None) -> torch.Tensor:
     """(V, 3) RGB in [0, 1] per vertex: ``"shaded"`` = albedo lit by the fitted SH light (what the renders show),
-    ``"albedo"`` = the reflectance alone."""
+    ``"albedo"`` = the reflectance alone, ``"photo"`` = the photos' colours projected onto the mesh
+    (:func:`~dfmvr_lib.reconstruction.texture.photo_vertex_colours`; needs ``photos``, the (3,)
+    :class:`~dfmvr_lib.data.photos.PreparedPhoto` or None per view; unseen vertices keep the shaded colour)."""
     if mode == "shaded":
         colours = result.render.colours[sample]
+    elif mode == "photo":
+        from ..data.photos import load_photo
+        from .texture import photo_vertex_colours
+
+        if photos is None or all(photo is None for photo in photos):
+            raise ValueError("colours='photo' needs the prepared photos (photos=...)")
+        originals = [load_photo(photo.path)[0] if photo is not None else None for photo in photos]
+        affines = [photo.affine if photo is not None else None for photo in photos]
+        colours, _ = photo_vertex_colours(reconstructor.model, reconstructor.camera, result.render,
+                                          result.coefficients, originals, affines,
+                                          result.render.colours[sample].detach(), sample=sample)
     elif mode == "albedo":
         with torch.no_grad():
             colours = reconstructor.model.albedo(result.coefficients.albedo[sample:sample + 1])[0]
@@ -145,13 +220,17 @@ def overlay_figure(result: TripletReconstruction, targets: TrainingBatch, view_n
 def save_reconstruction(reconstructor: Reconstructor, result: TripletReconstruction, targets: TrainingBatch,
                         obj_path: str | os.PathLike, *, files: Sequence[Path | None] = (None, None, None),
                         colours: str = "shaded", warnings: Sequence[str] = (), title: str | None = None,
-                        extra: dict | None = None, mesh_formats: Sequence[str] = ("obj", "ply")) -> list[Path]:
+                        extra: dict | None = None, mesh_formats: Sequence[str] = ("obj", "ply"),
+                        photos: Sequence | None = None) -> list[Path]:
     """Write the reconstruction of one triplet, all files or none (:class:`~.export.StagedOutputs`).
 
     Files (:class:`~.export.OutputPaths` of ``obj_path``): the mesh as OBJ and binary PLY with vertex colours
     (head frame, mm; ``mesh_formats`` picks which of the two); the coefficients as JSON (readable, with units, input
     files, run directories, fitting losses, warnings and provenance) and NPZ (arrays: the final and the network's
     coefficients, detected and predicted 2D landmarks); the overlay PNG (:func:`overlay_figure`).
+
+    ``photos``: the prepared photos of the views (:attr:`~.inputs.PreparedViews.photos`), needed by
+    ``colours="photo"``.
 
     Returns:
         the paths written.
@@ -169,7 +248,7 @@ def save_reconstruction(reconstructor: Reconstructor, result: TripletReconstruct
     present = (targets.view_weight[0] > 0).numpy()
     vertices = result.vertices[0].detach()
     triangles = reconstructor.model.triangles
-    colour_values = vertex_colours(reconstructor, result, colours)
+    colour_values = vertex_colours(reconstructor, result, colours, photos=photos)
     losses = result.fit.losses
     record = {
         "units": {"vertices": "mm, head frame (docs/conventions.md: x right, y up, z towards the camera)",
@@ -186,7 +265,8 @@ def save_reconstruction(reconstructor: Reconstructor, result: TripletReconstruct
                        "parser_run_dir": str(reconstructor.parser_run_dir) if reconstructor.parser_run_dir else None,
                        "profile": config.profile, "image_size": config.image_size,
                        "single_view_mode": config.training.single_view_mode},
-        "refinement": {"steps": result.refine_steps, "loss_network": float(losses["total"].iloc[0]),
+        "refinement": {"steps": result.refine_steps, "start": result.start, "plausibility": result.plausibility,
+                       "loss_start": float(losses["total"].iloc[0]),
                        "loss_final": float(losses["total"].iloc[-1]),
                        "per_step": losses.round(6).to_dict("records")},
         "warnings": list(warnings),
@@ -244,5 +324,5 @@ def evaluate_against_mesh(model, vertices: torch.Tensor, gt_vertices, gt_triangl
                                    np.asarray(gt_landmarks_7, dtype=np.float64), gt_region_labels=regions)
 
 
-__all__ = ["COLOUR_MODES", "TripletReconstruction", "evaluate_against_mesh", "overlay_figure", "reconstruct_triplet",
+__all__ = ["COLOUR_MODES", "PlausibilityWarning", "TripletReconstruction", "plausibility_check", "evaluate_against_mesh", "overlay_figure", "reconstruct_triplet",
            "save_reconstruction", "vertex_colours"]

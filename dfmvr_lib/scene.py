@@ -38,6 +38,11 @@ class FaceCoefficients:
     def num_views(self) -> int:
         return self.angles.shape[1]
 
+    def with_mean_shape(self) -> "FaceCoefficients":
+        """The same poses, albedo and light with the model's mean shape (identity and expression zero)."""
+        return FaceCoefficients(torch.zeros_like(self.identity), torch.zeros_like(self.expression), self.albedo,
+                                self.lighting, self.angles, self.translation)
+
     @classmethod
     def neutral(cls, model: MorphableModel, batch_size: int = 1, yaws: torch.Tensor | None = None,
                 identity_components: int | None = None, expression_components: int | None = None,

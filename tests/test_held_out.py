@@ -49,8 +49,8 @@ def test_pose_fit_recovers_a_known_pose_from_a_perturbed_start(scene):
 
 def test_the_true_shape_explains_a_held_out_view_better_than_the_mean_face(scene):
     _, model, camera, truth, targets = scene
-    mean_face = FaceCoefficients(torch.zeros_like(truth.identity), torch.zeros_like(truth.expression), truth.albedo,
-                                 truth.lighting, truth.angles, truth.translation)
+    mean_face = truth.with_mean_shape()
+    assert not mean_face.identity.any() and torch.equal(mean_face.angles, truth.angles)
     for view in range(3):
         exact = held_out_residual(model, camera, truth, targets, view)
         wrong = held_out_residual(model, camera, mean_face, targets, view)

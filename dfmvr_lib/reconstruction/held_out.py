@@ -130,8 +130,7 @@ def held_out_view_errors(model: MorphableModel, camera: PerspectiveCamera, netwo
 
     B, S = targets.view_weight.shape
     views = range(S) if views is None else views
-    neutral = dataclasses.replace(network_coefficients, identity=torch.zeros_like(network_coefficients.identity),
-                                  expression=torch.zeros_like(network_coefficients.expression))
+    neutral = network_coefficients.with_mean_shape()
     rows = []
 
     def add(view: int, name: str, steps: int, coefficients: FaceCoefficients) -> None:

@@ -3,7 +3,6 @@ multi-view refinement (:func:`~dfmvr_lib.reconstruction.fitting.refine_reconstru
 it (:func:`save_reconstruction`)."""
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +59,7 @@ def plausibility_check(model, camera, coefficients: FaceCoefficients, targets: T
     triplets, pixels of a 224-px crop) and ``"plausible"`` (the network's shape is not worse)."""
     from .held_out import held_out_residual
 
-    mean_face = dataclasses.replace(coefficients, identity=torch.zeros_like(coefficients.identity),
-                                    expression=torch.zeros_like(coefficients.expression))
+    mean_face = coefficients.with_mean_shape()
     network, reference = [], []
     for view in range(targets.view_weight.shape[1]):
         present = targets.view_weight[:, view] > 0
@@ -108,8 +106,7 @@ def reconstruct_triplet(reconstructor: Reconstructor, targets: TrainingBatch, re
                           f"({check['network_px']:.2f} px against {check['mean_face_px']:.2f} px at 224 px, each view's "
                           f"pose fitted): the refinement starts from the mean face", PlausibilityWarning, stacklevel=2)
         start = "network" if check["plausible"] else "mean face"
-    initial = network if start == "network" else dataclasses.replace(
-        network, identity=torch.zeros_like(network.identity), expression=torch.zeros_like(network.expression))
+    initial = network if start == "network" else network.with_mean_shape()
     fit = refine_reconstruction(reconstructor.model, reconstructor.camera, initial, targets,
                                 reconstructor.config.losses, reconstructor.parser, steps=refine_steps,
                                 settings=settings, progress=progress)

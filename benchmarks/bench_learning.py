@@ -134,6 +134,7 @@ def main() -> None:
     from dfmvr_lib.training.figures import learning_figure
     from dfmvr_lib.provenance import git_commit, write_table
     from dfmvr_lib.precision import precision_note
+    from dfmvr_lib.runs import run_columns
 
     names = args.only or list(VARIANTS)
     unknown = sorted(set(names) - set(VARIANTS))
@@ -153,7 +154,7 @@ def main() -> None:
         refs = references(dataset_and_parser(config, data_dir)[0], config.face_model)
         frame = pd.DataFrame({"variant": name, "change": VARIANTS[name][0], "step": validation["step"],
                               "minutes": validation["seconds"] / 60.0, "network_mm": validation["network_mm"],
-                              **refs, "run_dir": Path(run_dirs[name]).name})
+                              **refs, **run_columns([run_dirs[name]])})
         frame["gap_closed"] = (frame["mean_face_mm"] - frame["network_mm"]) / (frame["mean_face_mm"]
                                                                                - frame["ceiling_mm"])
         frames.append(frame)

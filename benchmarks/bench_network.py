@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from timing import time_ms  # noqa: E402
-from dfmvr_lib.provenance import git_commit  # noqa: E402
+from dfmvr_lib.provenance import atomic_path, git_commit, write_text  # noqa: E402
 from dfmvr_lib.config import get_config  # noqa: E402
 from dfmvr_lib.networks import build_network  # noqa: E402
 
@@ -139,8 +139,7 @@ def main() -> None:
                 print(f"{threads} threads {profile:>5} {row['image_size']}px x{batch} {precision:>18}: forward "
                       f"{row['forward_ms']} ms, forward+backward {row['forward_backward_ms']} ms", flush=True)
 
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.csv, "w", newline="") as handle:
+    with atomic_path(args.csv) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -170,7 +169,7 @@ def main() -> None:
             f"{row['forward_min_ms']} / {dash(row['forward_backward_min_ms'])} | {row['parameters_m']} | "
             f"{row['conv_gflop_forward']} |")
     print("\n".join(lines[4:]))
-    args.csv.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_text(args.csv.with_suffix(".md"), "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from dfmvr_lib.camera import PerspectiveCamera, view_yaws  # noqa: E402
 from dfmvr_lib.config import get_config  # noqa: E402
 from dfmvr_lib.face_model.factory import load_face_model  # noqa: E402
 from dfmvr_lib.parsing import build_parser, frozen_parser  # noqa: E402
-from dfmvr_lib.provenance import git_commit  # noqa: E402
+from dfmvr_lib.provenance import atomic_path, git_commit  # noqa: E402
 from dfmvr_lib.reconstruction.defaults import DEFAULT_REFINE_STEPS  # noqa: E402
 from dfmvr_lib.reconstruction.fitting import refine_reconstruction  # noqa: E402
 from dfmvr_lib.runs import write_csv  # noqa: E402
@@ -98,15 +98,27 @@ def trained_reconstructor(profile: str, checkpoint: Path | None, data_dir: Path 
         return None
 
 
+ACCURACY_INPUTS = {
+    "oracle": "oracle inputs: exact 2D landmarks and ground-truth parse maps",
+    "paper": "the paper's inputs: parser masks and 2D landmarks with the detector's error (NME 0.028)",
+}
+"""The two kinds of input of the accuracy part (the refinement and the network see the same)."""
+
+
 def refinement_accuracy(profile: str, checkpoint: Path | None, data_dir: Path | None, triplets: int,
-                        steps: int) -> tuple[dict, list[dict]] | None:
+                        steps: int, inputs: str = "paper") -> tuple[dict, list[dict]] | None:
     """Errors of the network and of the refined prediction on the first ``triplets`` test triplets, or None when
-    no trained run is available."""
+    no trained run is available. ``inputs`` (:data:`ACCURACY_INPUTS`): ``"oracle"`` gives the network and the
+    refinement the exact landmarks and ground-truth parse maps, ``"paper"`` the frozen parser's masks and
+    landmarks perturbed to the detector's error, as a photo would."""
     from dfmvr_lib.experiments import evaluate_vertices, load_synthetic_test_set
     from dfmvr_lib.reconstruction.checkpoints import default_runs
     from dfmvr_lib.reconstruction.pipeline import reconstruct_triplet
     from dfmvr_lib.training import aligned_vertex_error_mm, make_batch
+    from dfmvr_lib.training.landmark_noise import with_landmark_noise
 
+    if inputs not in ACCURACY_INPUTS:
+        raise ValueError(f"inputs must be one of {sorted(ACCURACY_INPUTS)}, got {inputs!r}")
     reconstructor = trained_reconstructor(profile, checkpoint, data_dir, "accuracy")
     if reconstructor is None:
         return None
@@ -116,7 +128,11 @@ def refinement_accuracy(profile: str, checkpoint: Path | None, data_dir: Path | 
         print(f"accuracy part skipped: the {config.profile} benchmark is not at {dataset_root} (run notebook 01)")
         return None
     test = load_synthetic_test_set(dataset_root, model, limit=triplets)
-    targets = make_batch(test.data, torch.arange(len(test)))
+    data = test.data
+    if inputs == "paper":
+        data = with_landmark_noise(test.network_data("parser", reconstructor.parser_run_dir),
+                                   config.training.landmark_noise_nme, seed=1)
+    targets = make_batch(data, torch.arange(len(test)))
     began = time.perf_counter()
     result = reconstruct_triplet(reconstructor, targets, steps)
     seconds = time.perf_counter() - began
@@ -134,7 +150,7 @@ def refinement_accuracy(profile: str, checkpoint: Path | None, data_dir: Path | 
             per_sample.append({"sample": test.sample_ids[index], "reconstruction": label,
                                "vertex_error_mm": error, "scan_rmse_mm": float(rmse)})
     losses = result.fit.losses["total"]
-    summary = {"run": reconstructor.run_dir.name, "profile": config.profile, "image_size": config.image_size,
+    summary = {"run": reconstructor.run_dir.name, "inputs": inputs, "profile": config.profile, "image_size": config.image_size,
                "vertices": model.num_vertices, "triplets": len(test), "steps": steps,
                "fitting_loss_network": float(losses.iloc[0]), "fitting_loss_refined": float(losses.iloc[-1]),
                "refine_seconds_all_triplets": seconds}
@@ -162,7 +178,7 @@ def held_out_synthetic(profile: str, checkpoint: Path | None, data_dir: Path | N
     config, model, camera = reconstructor.config, reconstructor.model, reconstructor.camera
     dataset_root = default_runs(config.profile, data_dir).dataset_root
     test = load_synthetic_test_set(dataset_root, model, split=split, limit=triplets)
-    data = with_landmark_noise(test.network_data(config.training.input_masks, reconstructor.parser_run_dir),
+    data = with_landmark_noise(test.network_data("parser", reconstructor.parser_run_dir),
                                config.training.landmark_noise_nme, seed=1)
     targets = make_batch(data, torch.arange(len(test)))
     with torch.no_grad():
@@ -183,6 +199,39 @@ def held_out_synthetic(profile: str, checkpoint: Path | None, data_dir: Path | N
     table = table.drop(columns="coefficients").assign(vertex_error_mm=errors, run=reconstructor.run_dir.name,
                                                       sample_id=[test.sample_ids[i] for i in table["sample"]])
     return table
+
+
+def accuracy_report(base: dict, rows: list[dict], summary: dict, per_sample: list[dict], description: str
+                    ) -> list[str]:
+    """Markdown lines of one accuracy run (its ``inputs`` named in the heading) and its rows appended to ``rows``."""
+    import pandas as pd
+
+    table = pd.DataFrame(per_sample).groupby("reconstruction", sort=False)[
+        ["vertex_error_mm", "scan_rmse_mm"]].agg(["mean", "std"])
+    common = {**base, "part": "accuracy", "inputs": summary["inputs"], "profile": summary["profile"],
+              "image_size": summary["image_size"], "vertices": summary["vertices"], "triplets": summary["triplets"],
+              "steps": summary["steps"]}
+    seconds = summary["refine_seconds_all_triplets"]
+    lines = [f"### {description[0].upper()}{description[1:]}", "",
+             f"Run `{summary['run']}` ({summary['profile']} profile, {summary['image_size']} px), "
+             f"first {summary['triplets']} test triplets of its synthetic benchmark, "
+             f"{summary['steps']} refinement steps (all triplets refined together in {seconds:.1f} s). "
+             f"Fitting loss {summary['fitting_loss_network']:.4f} (network) -> "
+             f"{summary['fitting_loss_refined']:.4f} (refined).", "",
+             "| reconstruction | inputs | vertex error mm (mean) | (std) | scan rmse mm (mean) | (std) |",
+             "|---|---|---|---|---|---|"]
+    label_of_inputs = "oracle" if summary["inputs"] == "oracle" else "parser masks, detector-noise landmarks"
+    for label, values in table.iterrows():
+        cells = [values[(measure, statistic)] for measure in ("vertex_error_mm", "scan_rmse_mm")
+                 for statistic in ("mean", "std")]
+        used = "none (no input used)" if label == "mean face" else label_of_inputs
+        lines.append(f"| {label} | {used} | " + " | ".join(f"{cell:.3f}" for cell in cells) + " |")
+        for measure in ("vertex_error_mm", "scan_rmse_mm"):
+            rows.append({**common, "measure": f"{measure}_{label.replace(' ', '_')}",
+                         "value": round(float(values[(measure, 'mean')]), 4), "unit": "mm"})
+    for key in ("fitting_loss_network", "fitting_loss_refined"):
+        rows.append({**common, "measure": key, "value": round(summary[key], 5), "unit": "weighted sum"})
+    return lines + [""]
 
 
 def held_out_report(args, base: dict, rows: list[dict]) -> list[str]:
@@ -383,32 +432,11 @@ def main() -> None:
                                 f"{timed['seconds']:.2f} | {timed['min_seconds']:.2f} | {per_step:.3f} | "
                                 f"{('yes' if timed['seconds'] < 20 else 'no') if int(size) == 224 else '-'} |")
     if "accuracy" in args.parts:
-        outcome = refinement_accuracy(args.profile, args.checkpoint, args.data_dir, args.triplets, args.steps)
-        if outcome is not None:
-            summary, per_sample = outcome
-            import pandas as pd
-
-            table = pd.DataFrame(per_sample).groupby("reconstruction", sort=False)[
-                ["vertex_error_mm", "scan_rmse_mm"]].agg(["mean", "std"])
-            common = {**base, "part": "accuracy", "profile": summary["profile"], "image_size": summary["image_size"],
-                      "vertices": summary["vertices"], "triplets": summary["triplets"], "steps": summary["steps"]}
-            seconds = summary["refine_seconds_all_triplets"]
-            accuracy_lines = [f"Run `{summary['run']}` ({summary['profile']} profile, {summary['image_size']} px), "
-                              f"first {summary['triplets']} test triplets of its synthetic benchmark, "
-                              f"{summary['steps']} refinement steps (all triplets refined together in {seconds:.1f} s). "
-                              f"Fitting loss {summary['fitting_loss_network']:.4f} (network) -> "
-                              f"{summary['fitting_loss_refined']:.4f} (refined).", "",
-                              "| reconstruction | vertex error mm (mean) | (std) | scan rmse mm (mean) | (std) |",
-                              "|---|---|---|---|---|"]
-            for label, values in table.iterrows():
-                cells = [values[(measure, statistic)] for measure in ("vertex_error_mm", "scan_rmse_mm")
-                         for statistic in ("mean", "std")]
-                accuracy_lines.append(f"| {label} | " + " | ".join(f"{cell:.3f}" for cell in cells) + " |")
-                for measure in ("vertex_error_mm", "scan_rmse_mm"):
-                    rows.append({**common, "measure": f"{measure}_{label.replace(' ', '_')}",
-                                 "value": round(float(values[(measure, 'mean')]), 4), "unit": "mm"})
-            for key in ("fitting_loss_network", "fitting_loss_refined"):
-                rows.append({**common, "measure": key, "value": round(summary[key], 5), "unit": "weighted sum"})
+        for inputs, description in ACCURACY_INPUTS.items():
+            outcome = refinement_accuracy(args.profile, args.checkpoint, args.data_dir, args.triplets, args.steps,
+                                          inputs)
+            if outcome is not None:
+                accuracy_lines += accuracy_report(base, rows, *outcome, description)
     held_out_lines = []
     if "held_out" in args.parts:
         held_out_lines = held_out_report(args, base, rows)
@@ -421,8 +449,9 @@ def main() -> None:
              f"torch {torch.__version__})", "",
              f"Multi-view test-time refinement (`dfmvr reconstruct --refine`, "
              f"`dfmvr_lib.reconstruction.fitting.refine_reconstruction`): Adam on the coefficients and per-view poses "
-             f"with the losses of `RefinementSettings` (defaults: photo, 2D landmarks without the jaw line in the side "
-             f"views, the training prior; the mask loss through the parser off). "
+             f"with the losses of `RefinementSettings` (defaults: photo, 2D landmarks all of one weight, 4x the "
+             f"training's L_2d weight, without the jaw line in the side views, the training prior, albedo within "
+             f"+-3 sd; the mask loss through the parser off). "
              f"1-minute load average {load_before} before and {load_after} after the runs (2 cpu; other processes "
              f"on the machine inflate the timings). Produced by `benchmarks/bench_refine.py`.", ""]
     if timing_lines:
@@ -433,7 +462,8 @@ def main() -> None:
     if held_out_lines:
         lines += held_out_lines
     text = "\n".join(lines)
-    args.csv.with_suffix(".md").write_text(text)
+    with atomic_path(args.csv.with_suffix(".md")) as temporary:
+        temporary.write_text(text)
     print(text)
 
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from timing import time_ms  # noqa: E402
-from dfmvr_lib.provenance import git_commit  # noqa: E402
+from dfmvr_lib.provenance import atomic_path, git_commit, write_text  # noqa: E402
 from dfmvr_lib.camera import PerspectiveCamera, apply_pose  # noqa: E402
 from dfmvr_lib.render import render_views  # noqa: E402
 
@@ -132,8 +132,7 @@ def main() -> None:
             print(f"{backend:>6} {size:4d}px  forward {rows[-1]['forward_ms']:7.1f} ms   "
                   f"forward+backward {rows[-1]['forward_backward_ms']:7.1f} ms   coverage {coverage:.2f}", flush=True)
 
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.csv, "w", newline="") as handle:
+    with atomic_path(args.csv) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -154,7 +153,7 @@ def main() -> None:
                      f"{row['triangles']} | {row['threads']} | {row['forward_ms']} | {row['forward_backward_ms']} | "
                      f"{row['forward_min_ms']} / {row['forward_backward_min_ms']} |")
     print("\n".join(lines[4:]))
-    args.csv.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_text(args.csv.with_suffix(".md"), "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

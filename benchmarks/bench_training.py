@@ -30,7 +30,7 @@ from dfmvr_lib.config import get_config  # noqa: E402
 from dfmvr_lib.face_model.factory import load_face_model  # noqa: E402
 from dfmvr_lib.networks import build_network  # noqa: E402
 from dfmvr_lib.parsing import build_parser, frozen_parser  # noqa: E402
-from dfmvr_lib.provenance import git_commit  # noqa: E402
+from dfmvr_lib.provenance import git_commit, write_text  # noqa: E402
 from dfmvr_lib.runs import write_csv  # noqa: E402
 from dfmvr_lib.scene import render_faces  # noqa: E402
 from dfmvr_lib.training.data import TrainingBatch  # noqa: E402
@@ -126,7 +126,6 @@ def main() -> None:
         rows.append({**base, "what": "inference", "profile": profile, "image_size": config.image_size,
                      "batch_triplets": 1, "precision": "fp32", "part": "network + render",
                      "seconds": round(time_inference(config, args.repeats), 4)})
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
     frame = write_csv(rows, args.csv)
     columns = ["what", "profile", "image_size", "batch_triplets", "precision", "part", "seconds"]
     lines = [f"# Training-step and inference benchmark ({base['date']}, commit {base['git_commit']}, "
@@ -134,7 +133,7 @@ def main() -> None:
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in frame.to_dict("records")]
     text = "\n".join(lines) + "\n"
-    args.csv.with_suffix(".md").write_text(text)
+    write_text(args.csv.with_suffix(".md"), text)
     print(text)
 
 

@@ -6,14 +6,20 @@
     dfmvr reconstruct LEFT FRONT RIGHT --refine -o face.obj   # + multi-view test-time fitting
 
 Exit status: 0 done (warnings may have been printed); 2 wrong usage (options, number of files, view names, output
-name); 3 a photo cannot be used (missing, unreadable, no face found); 4 no trained run to reconstruct with; 5 the
-outputs could not be written (nothing is left behind).
+name); 3 a photo cannot be used (missing, unreadable, truncated, too large, too small, no face found) or the landmark
+detector asked for is not available; 4 no usable trained run to reconstruct with (missing, unfinished, corrupt,
+a checkpoint holding pickled code, which is refused without running it, or a one-face-per-view baseline); 5 the
+outputs could not be written (the output folder is a file, unwritable, or writing failed). Every error is one line
+``error: ...`` on stderr naming the file or argument; whatever the status, a failed command leaves no output file
+and no output folder behind.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import warnings as python_warnings
 from pathlib import Path
 
 EXIT_OK = 0
@@ -28,8 +34,9 @@ Reconstruct a 3D face from 1-3 photos of one person (left, front, right view) wi
 Each photo goes through the workbook's photo pipeline (68 landmarks with dlib's offline detector, or FAN when its
 weights are cached; crop aligned to the face model's framing at the network's image size; face-part labels from the
 training run's frozen parser), then the network predicts the morphable-model coefficients of the face and a pose per
-view. With --refine the coefficients and poses are then fitted to the photos (photo loss, 2D landmarks without the
-jaw line in the side views, coefficient prior; see dfmvr_lib.reconstruction.fitting.RefinementSettings), starting
+view. With --refine the coefficients and poses are then fitted to the photos (photo loss, 2D landmarks of equal
+weight without the jaw line in the side views, coefficient prior, albedo within +-3 sd; see
+dfmvr_lib.reconstruction.fitting.RefinementSettings), starting
 from the network's prediction, or from the mean face when the network's shape explains the photos' landmarks worse
 than the mean face does (--start auto). Views that are not given are black with empty parse maps, as in single-view
 training. The mesh takes its colours from the photos (--colours photo).
@@ -37,7 +44,9 @@ training. The mesh takes its colours from the photos (--colours photo).
 Writes, named after -o face.obj: face.obj and face.ply (mesh with vertex colours, millimetres, head frame: x right,
 y up, z out of the face), face_coefficients.json and face_coefficients.npz (coefficients, per-view pose in radians
 and mm, landmarks, fitting losses, input files, run directories), face_overlay.png (inputs, renders over them,
-landmarks: red = reconstruction, green = detected). Nothing is written when anything fails.
+landmarks: red = reconstruction, green = detected), all at once: nothing (no file, no folder) is written when
+anything fails. Photos are converted when they can be (grayscale, alpha, palette, CMYK, 16-bit, EXIF rotation),
+with a warning.
 """
 
 RECONSTRUCT_EPILOG = """\
@@ -45,8 +54,13 @@ checkpoint: by default the run that notebooks 02-03 (`make main`) train for --pr
 by its run key without training. Pass --checkpoint RUN_DIR for another finished run (a directory with final.pt and
 done.json); its parser run is looked up in ../parser/ beside it unless --parser names it.
 
+checkpoints are loaded as plain state dicts (torch.load with weights_only=True): a final.pt holding pickled Python
+objects, which could execute code, is refused (exit status 4) without being run.
+
 exit status: 0 done (warnings may have been printed), 2 wrong usage, 3 a photo cannot be used (missing,
-unreadable, no face found), 4 no trained run to reconstruct with, 5 the outputs could not be written.
+unreadable, truncated, too large or too small, no face found) or the landmark detector is not available, 4 no
+usable trained run (missing, unfinished, corrupt or unsafe checkpoint, one-face-per-view baseline), 5 the outputs
+could not be written. A failed command leaves no output file and no output folder.
 
 examples:
   dfmvr reconstruct me_left.jpg me_front.jpg me_right.jpg -o me.obj
@@ -60,6 +74,38 @@ def _progress(quiet: bool):
         if not quiet:
             print(message, file=sys.stderr, flush=True)
     return say
+
+
+def _error(message: object) -> None:
+    """Print ``error: <message>`` on one line to stderr."""
+    print("error: " + " ".join(str(message).split()), file=sys.stderr, flush=True)
+
+
+def _photo_problem(file: Path) -> str | None:
+    """Why ``file`` is not a photo to open (missing, a folder, a link that leads nowhere), or None."""
+    from .data.readers_common import file_problem
+
+    problem = file_problem(file)
+    return "no such file" if problem == "not found" else problem
+
+
+def _output_problem(outputs) -> str | None:
+    """Why the outputs (:class:`~dfmvr_lib.reconstruction.export.OutputPaths`) cannot be written, checked before
+    any work: one of them is a folder, the way to their folder crosses a file or a link that leads nowhere, or the
+    nearest existing folder is not writable. None when they look writable."""
+    for path in outputs.all():
+        if path.is_dir():
+            return f"{path} is a folder, in the way of an output file"
+    anchor = Path(os.path.abspath(outputs.obj.parent))
+    while not anchor.exists() and not anchor.is_symlink() and anchor != anchor.parent:
+        anchor = anchor.parent
+    if anchor.is_symlink() and not anchor.exists():
+        return f"{anchor} is a symbolic link that leads nowhere (broken, or a loop)"
+    if not anchor.is_dir():
+        return f"{anchor} is a file, not a folder"
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        return f"cannot write in {anchor} (permission denied)"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,14 +194,19 @@ def reconstruct_command(args: argparse.Namespace) -> int:
     except (InputError, ValueError) as error:
         command.error(str(error))
     for view, file in zip(("left", "front", "right"), files):
-        if file is not None and not file.is_file():
-            problem = "a folder, not a photo" if file.is_dir() else "no such file"
-            print(f"error: {file}: {problem} ({view} view)", file=sys.stderr)
+        problem = _photo_problem(file) if file is not None else None
+        if problem is not None:
+            _error(f"{file}: {problem} ({view} view)")
             return EXIT_BAD_INPUT
+    problem = _output_problem(outputs)
+    if problem is not None:
+        _error(f"cannot write the outputs: {problem}; nothing was written")
+        return EXIT_WRITE_FAILED
 
     import torch
 
     from .data.landmarks import LandmarkDetectorUnavailable
+    from .data.photos import PhotoWarning
     from .reconstruction.checkpoints import CheckpointNotFound, default_checkpoint, load_reconstructor
     from .reconstruction.pipeline import photo_preparer, reconstruct_photos, save_reconstruction
 
@@ -166,8 +217,8 @@ def reconstruct_command(args: argparse.Namespace) -> int:
     try:
         run_dir = args.checkpoint if args.checkpoint is not None else default_checkpoint(args.profile, args.data_dir)
         reconstructor = load_reconstructor(run_dir, args.parser)
-    except (CheckpointNotFound, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (CheckpointNotFound, ValueError) as error:    # includes CheckpointFileError, UnsafeCheckpointError
+        _error(error)
         return EXIT_NO_CHECKPOINT
     say(f"      {reconstructor.run_dir} ({reconstructor.config.profile} profile, {reconstructor.image_size} px); "
         f"parser {reconstructor.parser_run_dir}")
@@ -185,16 +236,23 @@ def reconstruct_command(args: argparse.Namespace) -> int:
         f"then reconstructing{f' and refining ({args.refine} steps)' if args.refine else ''}")
     use_parser = args.parse_maps == "parser" and reconstructor.parser is not None
     try:
-        preparer = photo_preparer(reconstructor, _detector(args.detector), use_parser=use_parser)
-        photos = reconstruct_photos(reconstructor, files, preparer, args.refine,
-                                    progress=lambda message: say(f"      {message}"), show_progress=not args.quiet,
-                                    start=args.start.replace("-", " "))
+        with python_warnings.catch_warnings(record=True) as caught:
+            python_warnings.simplefilter("always", PhotoWarning)
+            preparer = photo_preparer(reconstructor, _detector(args.detector), use_parser=use_parser)
+            photos = reconstruct_photos(reconstructor, files, preparer, args.refine,
+                                        progress=lambda message: say(f"      {message}"),
+                                        show_progress=not args.quiet, start=args.start.replace("-", " "))
     except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
+        _error(error)
         return EXIT_BAD_INPUT
     except LandmarkDetectorUnavailable as error:
-        print(f"error: no landmark detector: {error}", file=sys.stderr)
+        _error(f"no landmark detector ({args.detector}): {error}")
         return EXIT_BAD_INPUT
+    for warning in caught:                    # photo conversions become warnings of the command, others pass on
+        if issubclass(warning.category, PhotoWarning):
+            warnings.append(str(warning.message))
+        else:
+            python_warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     prepared, result = photos.prepared, photos.result
     warnings += photos.warnings
     for message in warnings:
@@ -215,8 +273,11 @@ def reconstruct_command(args: argparse.Namespace) -> int:
             extra={"detector": [p.detector if p is not None else None for p in prepared.photos],
                    "parse_maps": "parser" if use_parser else "landmark polygons"})
     except OSError as error:
-        print(f"error: could not write the outputs next to {outputs.obj} ({error}); nothing was written",
-              file=sys.stderr)
+        _error(f"could not write the outputs next to {outputs.obj} ({error}); nothing was written")
+        return EXIT_WRITE_FAILED
+    except Exception as error:                # anything else that fails while making the files: still all or none
+        _error(f"could not write the outputs next to {outputs.obj} ({type(error).__name__}: {error}); "
+               "nothing was written")
         return EXIT_WRITE_FAILED
     for path in written:
         say(f"      {path}")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from dfmvr_lib.cli import EXIT_BAD_INPUT, EXIT_NO_CHECKPOINT, EXIT_OK, EXIT_USAGE, EXIT_WRITE_FAILED, main
 from dfmvr_lib.face_model.factory import load_face_model
-from dfmvr_lib.reconstruction.export import OutputPaths, StagedOutputs
+from dfmvr_lib.reconstruction.export import OutputPaths, staged_outputs
 from dfmvr_lib.reconstruction.inputs import InputError, assign_views
 from shared_fixtures import FIXTURES, needs_fixtures
 from test_fitting import smoke_runs  # noqa: F401  (module fixture: a smoke benchmark, parser and 6-step run)
@@ -119,11 +119,11 @@ def test_staged_outputs_are_all_or_nothing(tmp_path):
     assert [p.name for p in paths.all()] == ["face.obj", "face.ply", "face_coefficients.json",
                                              "face_coefficients.npz", "face_overlay.png"]
     with pytest.raises(RuntimeError, match="boom"):
-        with StagedOutputs(tmp_path) as staged:
+        with staged_outputs([paths.obj, paths.json]) as staged:
             staged(paths.obj).write_text("v 0 0 0\n")
             raise RuntimeError("boom")
     assert _leftovers(tmp_path) == []
-    with StagedOutputs(tmp_path) as staged:
+    with staged_outputs([paths.obj, paths.json]) as staged:
         staged(paths.obj).write_text("v 0 0 0\n")
         staged(paths.json).write_text("{}")
     assert sorted(p.name for p in _leftovers(tmp_path)) == ["face.obj", "face_coefficients.json"]
@@ -141,7 +141,7 @@ def test_failure_while_writing_leaves_no_output(smoke_runs, tmp_path, monkeypatc
     status = main(["reconstruct", *map(str, TRIPLET), "-o", str(out / "face.obj"), "-q", "--checkpoint",
                    str(smoke_runs[2]), "--detector", "dlib"])
     assert status == EXIT_WRITE_FAILED and "disk full" in capsys.readouterr().err
-    assert _leftovers(out) == []
+    assert not out.exists()                      # not even the (new) output folder
 
 
 @needs_fixtures
@@ -186,7 +186,13 @@ def test_end_to_end_on_real_photos_with_the_default_smoke_run(smoke_runs, tmp_pa
     assert record["refinement"]["start"] == "network" and record["mesh"]["colours"] == "photo"
     assert record["checkpoint"]["run_dir"] == str(smoke_runs[2])
     assert record["mesh"]["vertices"] == model.num_vertices
+    assert set(record["albedo_range"]) == {"skin", "lips", "eyes", "brows"}
+    outside = [region for region, values in record["albedo_range"].items() if not values["inside"]]
+    assert all(values["distance"] >= 0 and values["limit"] > 0 for values in record["albedo_range"].values())
+    for region in outside:                                                 # a colour out of range is reported
+        assert region in " ".join(record["warnings"])
     with np.load(paths.npz) as arrays:
+        assert np.abs(arrays["albedo"]).max() <= 3.0                        # RefinementSettings.albedo_bound
         assert arrays["identity"].shape == (model.num_identity,)
         assert arrays["angles"].shape == (3, 3) and arrays["translation"].shape == (3, 3)
         assert arrays["landmarks_detected"].shape == (3, 68, 2)

@@ -159,6 +159,35 @@ def test_refinement_recovers_a_known_face_better_than_the_mean_face():
     assert offset_after < offset_before
 
 
+def test_albedo_bound_keeps_the_albedo_in_its_box_and_settings_reach_the_loss_weights():
+    """An albedo started at 6 sd (as the network's albedo head predicts for lips and sclera) is projected into the
+    box and stays there; without a bound it is left where it is; the landmark settings reach the loss config."""
+    config = get_config("smoke")
+    model = load_face_model(config.face_model)
+    camera = PerspectiveCamera.from_config(config)
+    yaws = view_yaws(math.radians(30))
+    truth = random_coefficients(model, 1, yaws, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        rendered = render_faces(model, truth, camera)
+    images, parse = rendered.views("image").clamp(0, 1), rendered.views("part_labels")
+    targets = TrainingBatch(images=images, parse_maps=parse, network_images=images, network_parse_maps=parse,
+                            landmarks_2d=rendered.landmarks_2d, landmark_visibility=rendered.landmark_visibility(),
+                            view_weight=torch.ones(1, 3), landmarks_3d=None)
+    start = FaceCoefficients.neutral(model, 1, yaws=yaws)
+    start.albedo[0, :3] = torch.tensor([6.0, -6.0, 1.0])
+    bounded = refine_reconstruction(model, camera, start, targets, config.losses, None, steps=3,
+                                    settings=RefinementSettings(albedo_bound=2.5))
+    assert bounded.coefficients.albedo.abs().max() <= 2.5
+    assert bounded.coefficients.albedo[0, 0] > 2.4 and bounded.coefficients.albedo[0, 1] < -2.4
+    free = refine_reconstruction(model, camera, start, targets, config.losses, None, steps=3,
+                                 settings=RefinementSettings(albedo_bound=None))
+    assert free.coefficients.albedo[0, 0] > 5.0
+    losses = RefinementSettings(heavy_landmark_weight=1.0, landmark_scale=4.0).fitting_losses(config.losses)
+    assert losses.heavy_landmark_weight == 1.0 and losses.landmark_2d == pytest.approx(4 * config.losses.landmark_2d)
+    kept = RefinementSettings(heavy_landmark_weight=None).fitting_losses(config.losses)
+    assert kept.heavy_landmark_weight == config.losses.heavy_landmark_weight
+
+
 # ------------------------------------------------------------------------------------------- view consistency
 def test_vertical_proportions_ignore_scale_roll_and_side_views(smoke_runs):
     _, root, _, _ = smoke_runs

@@ -157,7 +157,10 @@ def test_fitting_priors_scale_the_training_weights_and_a_stronger_prior_keeps_th
     fitted = RefinementSettings(prior_scale=10.0, albedo_prior_scale=3.0, lighting_prior=5.0).fitting_losses(losses)
     assert fitted.regularisation == pytest.approx(10 * losses.regularisation)
     assert fitted.albedo == pytest.approx(3 * losses.albedo) and fitted.lighting == 5.0
-    assert RefinementSettings(mask_weight=None).fitting_losses(losses) == losses     # the training weights
+    training = RefinementSettings(mask_weight=None, heavy_landmark_weight=None, landmark_scale=1.0)
+    assert training.fitting_losses(losses) == losses                                 # the training weights
+    default = RefinementSettings().fitting_losses(losses)                              # one weight per landmark, x8
+    assert default.heavy_landmark_weight == 1.0 and default.landmark_2d == pytest.approx(8 * losses.landmark_2d)
     assert RefinementSettings().fitting_losses(losses).mask == 0.0                    # the mask loss off by default
     start = FaceCoefficients.neutral(model, 1, yaws=view_yaws(math.radians(30)))
     start.lighting = truth.lighting.clone()

@@ -49,8 +49,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .readers_common import (IMAGE_SUFFIXES, LandmarkProvider, ParseProvider, build_multiview_sample, layout_error,
-                             load_image_rgb, split_subjects)
+from .readers_common import (IMAGE_SUFFIXES, DatasetFileError, DatasetFileNotFound, LandmarkProvider, ParseProvider,
+                             build_multiview_sample, file_problem, layout_error, load_image_rgb, split_subjects)
 from .sample import MultiViewSample
 
 FRONTAL_TAG = "N_N"
@@ -80,37 +80,50 @@ class BntData:
 
 
 def read_bnt(path: str | os.PathLike) -> BntData:
-    """Read a Bosphorus ``.bnt`` file (format in the module doc); errors name the file."""
+    """Read a Bosphorus ``.bnt`` file (format in the module doc).
+
+    Raises :class:`~.readers_common.DatasetFileNotFound` when it is not a file, and
+    :class:`~.readers_common.DatasetFileError` naming it for a truncated header or data, a data length that is not
+    a multiple of 5, or a non-finite ``zmin``."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Bosphorus .bnt file not found: {path}")
+    problem = file_problem(path)
+    if problem is not None:
+        raise DatasetFileNotFound(path, f"Bosphorus .bnt file {problem}")
     raw = path.read_bytes()
     if len(raw) < _HEADER.size:
-        raise ValueError(f"{path}: truncated .bnt header ({len(raw)} bytes)")
+        raise DatasetFileError(path, f"truncated .bnt header ({len(raw)} bytes)")
     nrows, ncols, zmin, name_length = _HEADER.unpack_from(raw, 0)
     offset = _HEADER.size
     if len(raw) < offset + name_length + 4:
-        raise ValueError(f"{path}: truncated .bnt header (image name of {name_length} chars + data length)")
+        raise DatasetFileError(path, f"truncated .bnt header (image name of {name_length} chars + data length); "
+                                     "not a .bnt file?")
+    if not np.isfinite(zmin):
+        raise DatasetFileError(path, f"the background depth zmin is {zmin}, not a finite number")
     image_file = raw[offset:offset + name_length].decode("latin-1").rstrip("\x00")
     offset += name_length
     (count,) = struct.unpack_from("<I", raw, offset)
     offset += 4
     if count % 5:
-        raise ValueError(f"{path}: data length {count} is not a multiple of 5 (x, y, z, u, v columns)")
+        raise DatasetFileError(path, f"data length {count} is not a multiple of 5 (x, y, z, u, v columns)")
     needed = offset + 8 * count
     if len(raw) < needed:
-        raise ValueError(f"{path}: truncated .bnt data: header announces {count} float64 values "
-                         f"({8 * count} bytes), file has {len(raw) - offset}")
+        raise DatasetFileError(path, f"truncated .bnt data: header announces {count} float64 values "
+                                     f"({8 * count} bytes), file has {len(raw) - offset}")
     values = np.frombuffer(raw, dtype="<f8", count=count, offset=offset)
     data = values.reshape(5, count // 5).T.astype(np.float64)   # column-major (N, 5)
     return BntData(nrows=int(nrows), ncols=int(ncols), zmin=float(zmin), image_file=image_file, data=data)
 
 
 def read_lm3(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a Bosphorus ``.lm3`` file -> ``{name: (3,) float64 mm}`` in file order."""
+    """Read a Bosphorus ``.lm3`` file -> ``{name: (3,) float64 mm}`` in file order.
+
+    Raises :class:`~.readers_common.DatasetFileNotFound` when it is not a file, and
+    :class:`~.readers_common.DatasetFileError` naming it when it has no landmark, coordinates without a name, or
+    a coordinate that is NaN or infinite."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Bosphorus .lm3 file not found: {path}")
+    problem = file_problem(path)
+    if problem is not None:
+        raise DatasetFileNotFound(path, f"Bosphorus .lm3 file {problem}")
     landmarks: dict[str, np.ndarray] = {}
     name = None
     with open(path, "r", encoding="latin-1") as stream:
@@ -125,14 +138,16 @@ def read_lm3(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 values = None
             if values is not None and len(values) == 3:
                 if name is None:
-                    raise ValueError(f"{path}: coordinates {text!r} without a preceding landmark name")
+                    raise DatasetFileError(path, f"coordinates {text!r} without a preceding landmark name")
+                if not all(np.isfinite(values)):
+                    raise DatasetFileError(path, f"landmark {name!r} has coordinates {text!r}, not all finite")
                 landmarks[name] = np.asarray(values, dtype=np.float64)
                 name = None
             elif values is None:
                 name = text
             # other all-numeric lines (e.g. a bare count) are header material: ignored
     if not landmarks:
-        raise ValueError(f"{path}: no 'name' / 'x y z' landmark blocks found")
+        raise DatasetFileError(path, "no 'name' / 'x y z' landmark blocks found (not a .lm3 file?)")
     return landmarks
 
 
@@ -283,7 +298,7 @@ class BosphorusDataset(torch.utils.data.Dataset):
             valid = bnt.valid
             points = bnt.data[valid, :3]
             if points.shape[0] < 3:
-                raise ValueError(f"{entry['bnt']}: fewer than 3 valid points (z != zmin)")
+                raise DatasetFileError(entry["bnt"], "fewer than 3 valid points (z != zmin): nothing to mesh")
             mesh_vertices = torch.from_numpy(points.astype(np.float32))
             mesh_triangles = torch.from_numpy(delaunay_mesh(points, max_edge_mm=self.max_edge_mm))
             extras["uv"] = bnt.data[valid, 3:5].astype(np.float32)

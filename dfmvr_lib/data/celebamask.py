@@ -42,7 +42,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .readers_common import layout_error, load_image_rgb, load_mask_png, resize_image, resize_labels
+from .readers_common import (DatasetFileError, layout_error, load_image_rgb, load_mask_png, resize_image,
+                             resize_labels)
 
 IMAGE_FOLDER = "CelebA-HQ-img"
 MASK_FOLDER = "CelebAMask-HQ-mask-anno"
@@ -213,7 +214,10 @@ class CelebAMaskDataset(torch.utils.data.Dataset):
             masks[part] = load_mask_png(path) > 0
         shapes = {m.shape for m in masks.values()}
         if len(shapes) != 1:
-            raise ValueError(f"CelebAMask-HQ image {image_id}: masks of different sizes {sorted(shapes)}")
+            sizes = ", ".join(f"{paths[part].name} {masks[part].shape[1]}x{masks[part].shape[0]}"
+                              for part in sorted(masks))
+            raise DatasetFileError(next(iter(paths.values())).parent,
+                                   f"the masks of CelebAMask-HQ image {image_id} have different sizes: {sizes}")
         labels = map_parts_to_classes(masks, self.side_rule, self.l_is_image_left)
         height, width = (self.image_size, self.image_size) if self.image_size is not None else tuple(image.shape[1:])
         image = resize_image(image, height, width)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..provenance import atomic_path
+from .readers_common import DatasetFileError, DatasetFileNotFound, file_problem
 
 
 def _open3d():
@@ -55,23 +56,61 @@ def write_ply(path: str | os.PathLike, vertices, triangles) -> Path:
     return path
 
 
+_MAX_HEADER_BYTES = 1 << 16
+
+
+def _ply_header_counts(path: Path) -> dict[str, int]:
+    """``{element name: count}`` from a PLY header; :class:`DatasetFileError` when the file has no PLY header."""
+    with open(path, "rb") as stream:
+        head = stream.read(_MAX_HEADER_BYTES)
+    if not head.startswith(b"ply"):
+        raise DatasetFileError(path, "not a PLY file (it does not start with 'ply')")
+    end = head.find(b"end_header")
+    if end < 0:
+        raise DatasetFileError(path, "not a PLY file, or a truncated one (no 'end_header' line)")
+    counts = {}
+    for line in head[:end].decode("ascii", errors="replace").splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[0] == "element":
+            try:
+                counts[fields[1]] = int(fields[2])
+            except ValueError:
+                raise DatasetFileError(path, f"PLY header line {line.strip()!r} has no element count") from None
+    return counts
+
+
 def read_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read a triangle mesh written by :func:`write_ply` (or any PLY triangle mesh).
 
     Returns:
         ``(vertices (V, 3) float32 mm, triangles (F, 3) int64)``, in the file's vertex order (nothing merged).
     Raises:
-        FileNotFoundError naming the file when it does not exist; ValueError when it holds no vertices.
+        :class:`~.readers_common.DatasetFileNotFound` (also a ``FileNotFoundError``) naming the file when it is
+        not a file (missing, a folder, a broken link or link loop); :class:`~.readers_common.DatasetFileError`
+        (a ``ValueError``) when it is not a PLY file, holds fewer vertices or faces than its header announces
+        (truncated), no vertex, NaN / infinite coordinates, or triangle indices out of range.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"mesh file not found: {path}")
+    problem = file_problem(path)
+    if problem is not None:
+        raise DatasetFileNotFound(path, f"mesh file {problem}")
+    counts = _ply_header_counts(path)
     o3d = _open3d()
     mesh = o3d.io.read_triangle_mesh(str(path), enable_post_processing=False, print_progress=False)
-    vertices = np.asarray(mesh.vertices, dtype=np.float32)
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    triangles = np.asarray(mesh.triangles, dtype=np.int64)
+    announced = (counts.get("vertex", 0), counts.get("face", 0))
+    if announced != (vertices.shape[0], triangles.shape[0]):
+        raise DatasetFileError(path, f"truncated or corrupt: the header announces {announced[0]} vertices and "
+                                     f"{announced[1]} faces, {vertices.shape[0]} and {triangles.shape[0]} were read")
     if vertices.shape[0] == 0:
-        raise ValueError(f"mesh file {path} holds no vertices (not a PLY triangle mesh, or corrupt)")
-    return vertices, np.asarray(mesh.triangles, dtype=np.int64)
+        raise DatasetFileError(path, "the mesh holds no vertices")
+    if not np.all(np.isfinite(vertices)) or np.abs(vertices).max() > np.finfo(np.float32).max:
+        raise DatasetFileError(path, "the mesh has NaN or infinite vertex coordinates")
+    if triangles.size and (triangles.min() < 0 or triangles.max() >= vertices.shape[0]):
+        raise DatasetFileError(path, f"triangle vertex index out of range: {triangles.min()}..{triangles.max()} "
+                                     f"for {vertices.shape[0]} vertices")
+    return vertices.astype(np.float32), triangles
 
 
 def _numpy(value):

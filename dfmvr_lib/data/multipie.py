@@ -28,8 +28,8 @@ from typing import Sequence
 
 import torch
 
-from .readers_common import (IMAGE_SUFFIXES, LandmarkProvider, ParseProvider, build_multiview_sample, layout_error,
-                             load_image_rgb, split_subjects)
+from .readers_common import (IMAGE_SUFFIXES, DatasetLayoutError, LandmarkProvider, ParseProvider,
+                             build_multiview_sample, layout_error, load_image_rgb, split_subjects)
 from .sample import MultiViewSample
 
 NAMED_VIEWS = {"left": 0, "front": 1, "right": 2}
@@ -76,8 +76,8 @@ class MultiPieDataset(torch.utils.data.Dataset):
                 if view is None:
                     continue
                 if views[view] is not None:
-                    raise ValueError(f"Multi-PIE sample {sample_dir}: two files for view {'ABC'[view]}: "
-                                     f"{views[view].name} and {path.name}")
+                    raise DatasetLayoutError(f"Multi-PIE sample {sample_dir}: two files for view {'ABC'[view]}: "
+                                             f"{views[view].name} and {path.name} (keep one)")
                 views[view] = path
             if all(v is None for v in views) or (require_all_views and any(v is None for v in views)):
                 continue

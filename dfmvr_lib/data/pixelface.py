@@ -55,8 +55,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .readers_common import (DatasetLayoutError, LandmarkProvider, ParseProvider, build_multiview_sample,
-                             layout_error, load_image_rgb, split_subjects)
+from .readers_common import (DatasetFieldMissing, DatasetFileError, DatasetFileNotFound, DatasetLayoutError,
+                             LandmarkProvider, ParseProvider, build_multiview_sample, file_problem, layout_error,
+                             load_image_rgb, split_subjects)
 from .sample import MultiViewSample
 
 DECIMETRE_TO_MM = 100.0
@@ -105,10 +106,15 @@ def landmarks_106_to_101(points_106: np.ndarray) -> np.ndarray:
 
 
 def read_nicp_landmarks(path: str | os.PathLike) -> np.ndarray:
-    """Read ``nicp_106_pts.txt`` (106 lines ``x y z`` in decimetres) -> (106, 3) float64 millimetres."""
+    """Read ``nicp_106_pts.txt`` (106 lines ``x y z`` in decimetres) -> (106, 3) float64 millimetres.
+
+    Raises :class:`~.readers_common.DatasetFileNotFound` when it is not a file, and
+    :class:`~.readers_common.DatasetFileError` naming it for lines that are not three numbers, a count other than
+    106, or NaN / infinite coordinates."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Pixel-Face 3D landmark file not found: {path}")
+    problem = file_problem(path)
+    if problem is not None:
+        raise DatasetFileNotFound(path, f"Pixel-Face 3D landmark file {problem}")
     rows = []
     with open(path, "r", encoding="utf-8", errors="replace") as stream:
         for number, line in enumerate(stream, start=1):
@@ -117,61 +123,85 @@ def read_nicp_landmarks(path: str | os.PathLike) -> np.ndarray:
                 continue
             try:
                 values = [float(v) for v in text]
-            except ValueError as error:
-                raise ValueError(f"{path}: line {number} is not 'x y z' numbers: {line.strip()[:60]!r}") from error
+            except ValueError:
+                raise DatasetFileError(path, f"line {number} is not 'x y z' numbers: {line.strip()[:60]!r}") from None
             if len(values) != 3:
-                raise ValueError(f"{path}: line {number} has {len(values)} numbers, expected 3 (x y z)")
+                raise DatasetFileError(path, f"line {number} has {len(values)} numbers, expected 3 (x y z)")
             rows.append(values)
     if len(rows) != NUM_LANDMARKS_106:
-        raise ValueError(f"{path}: expected {NUM_LANDMARKS_106} landmark lines, found {len(rows)}")
+        raise DatasetFileError(path, f"expected {NUM_LANDMARKS_106} landmark lines, found {len(rows)}")
     points = np.asarray(rows, dtype=np.float64)
     if not np.all(np.isfinite(points)):
-        raise ValueError(f"{path}: contains NaN or infinite coordinates")
+        raise DatasetFileError(path, "contains NaN or infinite coordinates")
     return points * DECIMETRE_TO_MM
+
+
+def _numbers(path: Path, struct: str, name: str, value, integers: bool = False) -> np.ndarray:
+    """A struct field as a float64 array, refused with :class:`DatasetFileError` naming the file when it is not
+    numeric, holds NaN / infinite values, or (``integers``) values that are not whole numbers."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DatasetFileError(path, f"{struct}.{name} is not a numeric array (got {type(value).__name__})") from None
+    if not np.all(np.isfinite(array)):
+        raise DatasetFileError(path, f"{struct}.{name} contains NaN or infinite values")
+    if integers and not np.all(array == np.round(array)):
+        raise DatasetFileError(path, f"{struct}.{name} must hold whole numbers (1-based indices)")
+    return array
 
 
 def read_gt_mat(path: str | os.PathLike, struct: str = "new_kpt_gt_obj") -> PixelFaceMesh:
     """Read one struct (``new_kpt_gt_obj``: the scan; ``neck_obj09``: the BFM09-topology registration) of a
-    Pixel-Face ``gt.mat`` -> :class:`PixelFaceMesh` in millimetres with 0-based indices."""
+    Pixel-Face ``gt.mat`` -> :class:`PixelFaceMesh` in millimetres with 0-based indices.
+
+    Raises (all :class:`~.readers_common.DatasetError`, naming the file): ``DatasetFileNotFound`` when it is not a
+    file; ``DatasetFieldMissing`` (also a ``KeyError``) without the struct or its fields ``v``, ``f``, ``kpt_ind``;
+    ``DatasetFileError`` when it is not a MATLAB v5 file, or the fields have the wrong shapes, NaN / infinite
+    values, non-integer or out-of-range indices. A ``tex`` field that is not (N, 3) values in 0..255 is ignored
+    (``colors`` None)."""
     import scipy.io
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Pixel-Face gt.mat not found: {path}")
+    problem = file_problem(path)
+    if problem is not None:
+        raise DatasetFileNotFound(path, f"Pixel-Face gt.mat {problem}")
     try:
         contents = scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
     except Exception as error:  # scipy raises ValueError, TypeError, MatReadError, OSError ... for bad files
-        raise ValueError(f"{path}: not a readable MATLAB v5 file ({type(error).__name__}: {error})") from error
+        raise DatasetFileError(path, f"not a readable MATLAB v5 file ({type(error).__name__}: {error})") from None
     keys = sorted(k for k in contents if not k.startswith("__"))
     if struct not in contents:
-        raise KeyError(f"{path}: no struct {struct!r}; the file has {keys} (expected {list(GT_STRUCTS)})")
+        raise DatasetFieldMissing(path, f"no struct {struct!r}; the file has {keys} (expected {list(GT_STRUCTS)})")
     record = contents[struct]
     names = getattr(record, "_fieldnames", None)
     if names is None:
-        raise ValueError(f"{path}: {struct!r} is not a MATLAB struct (got {type(record).__name__})")
+        raise DatasetFileError(path, f"{struct!r} is not a MATLAB struct (got {type(record).__name__})")
     missing = [name for name in GT_FIELDS if name not in names]
     if missing:
-        raise KeyError(f"{path}: struct {struct!r} lacks fields {missing}; it has {list(names)}")
-    vertices = np.asarray(record.v, dtype=np.float64)
-    triangles = np.asarray(record.f)
-    keypoints = np.asarray(record.kpt_ind).reshape(-1)
+        raise DatasetFieldMissing(path, f"struct {struct!r} lacks fields {missing}; it has {list(names)}")
+    vertices = _numbers(path, struct, "v", record.v)
+    triangles = _numbers(path, struct, "f", record.f, integers=True)
+    keypoints = _numbers(path, struct, "kpt_ind", record.kpt_ind, integers=True).reshape(-1)
     if vertices.ndim != 2 or vertices.shape[1] != 3 or vertices.shape[0] == 0:
-        raise ValueError(f"{path}: {struct}.v must be (N, 3), got {vertices.shape}")
+        raise DatasetFileError(path, f"{struct}.v must be (N, 3), got {vertices.shape}")
     if triangles.ndim != 2 or triangles.shape[1] != 3:
-        raise ValueError(f"{path}: {struct}.f must be (M, 3), got {triangles.shape}")
+        raise DatasetFileError(path, f"{struct}.f must be (M, 3), got {triangles.shape}")
     triangles = triangles.astype(np.int64) - 1
     keypoints = keypoints.astype(np.int64) - 1
     n = vertices.shape[0]
     if triangles.size and (triangles.min() < 0 or triangles.max() >= n):
-        raise ValueError(f"{path}: {struct}.f indices must be 1..{n} (1-based), got "
-                         f"{triangles.min() + 1}..{triangles.max() + 1}")
-    if keypoints.shape[0] != NUM_LANDMARKS_106 or keypoints.min() < 0 or keypoints.max() >= n:
-        raise ValueError(f"{path}: {struct}.kpt_ind must be 106 ids in 1..{n}, got {keypoints.shape[0]} ids in "
-                         f"{keypoints.min() + 1}..{keypoints.max() + 1}")
+        raise DatasetFileError(path, f"{struct}.f indices must be 1..{n} (1-based), got "
+                                     f"{triangles.min() + 1}..{triangles.max() + 1}")
+    if keypoints.shape[0] != NUM_LANDMARKS_106:
+        raise DatasetFileError(path, f"{struct}.kpt_ind must be {NUM_LANDMARKS_106} ids, got {keypoints.shape[0]}")
+    if keypoints.min() < 0 or keypoints.max() >= n:
+        raise DatasetFileError(path, f"{struct}.kpt_ind must be ids in 1..{n}, got "
+                                     f"{keypoints.min() + 1}..{keypoints.max() + 1}")
     colors = None
     if "tex" in names:
         tex = np.asarray(record.tex)
-        if tex.shape == vertices.shape:
+        if (tex.shape == vertices.shape and np.issubdtype(tex.dtype, np.number) and np.all(np.isfinite(tex))
+                and tex.min(initial=0) >= 0 and tex.max(initial=0) <= 255):
             colors = tex.astype(np.uint8)
     return PixelFaceMesh(vertices=(vertices * DECIMETRE_TO_MM).astype(np.float32), triangles=triangles,
                          keypoint_ids=keypoints, colors=colors)
@@ -210,9 +240,9 @@ def _scan_processed(root: Path) -> list[_Entry]:
                 continue
             expr_dir = images.parent
             views = tuple(_first_existing(images / v / "t.jpg", images / v / "t.png") for v in VIEW_FOLDERS)
-            if all(v is None for v in views) or expr_dir in seen:
+            if all(v is None for v in views) or expr_dir.resolve() in seen:   # resolve: a linked copy is the same
                 continue
-            seen.add(expr_dir)
+            seen.add(expr_dir.resolve())
             subject, expr = expr_dir.parent.name, expr_dir.name
             entries.append(_Entry(
                 subject_id=subject, sample_id=f"{subject}/{expr}", layout="processed", views=views,
@@ -224,10 +254,12 @@ def _scan_processed(root: Path) -> list[_Entry]:
 
 def _scan_raw(root: Path) -> list[_Entry]:
     entries = []
+    seen = set()
     for pattern in ("mesh", "*/mesh", "*/*/mesh", "*/*/*/mesh"):
         for mesh in sorted(root.glob(pattern)):
-            if not mesh.is_dir():
+            if not mesh.is_dir() or mesh.resolve() in seen:          # a linked copy of a sample is the same sample
                 continue
+            seen.add(mesh.resolve())
             views = tuple(_first_existing(mesh / v / "t.bmp") for v in VIEW_FOLDERS)
             gt = _first_existing(mesh / "fusion" / "gt.mat")
             if all(v is None for v in views) and gt is None:

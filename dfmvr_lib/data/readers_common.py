@@ -7,9 +7,16 @@
   nearest for labels; ``fit_square`` pads to a square with black, centred, then resizes, so faces keep their
   aspect ratio).
 - :class:`DatasetLayoutError` / :func:`layout_error`: "expected X at Y, found: a, b, c" errors.
+- :func:`file_problem`: why a path is not a readable file (missing, a folder, a broken link or link loop), the
+  check every reader makes before opening a file.
 - :func:`build_multiview_sample`: images of the three views (A left, B front, C right; a missing view is ``None``)
   -> :class:`~dfmvr_lib.data.sample.MultiViewSample`, with landmarks / parse maps from optional providers.
 - :func:`split_subjects`: deterministic train / validation split by subject.
+
+Errors: every reader refuses bad input with a :class:`DatasetError` (a ``ValueError``) whose message names the
+offending file or folder: :class:`DatasetLayoutError` (folder layout), :class:`DatasetFileError` (file content:
+corrupt, truncated, NaN values), :class:`ImageReadError` (images), :class:`DatasetFileNotFound` (also a
+``FileNotFoundError``) and :class:`DatasetFieldMissing` (also a ``KeyError``). Nothing is ever written.
 
 Providers (the real-photo preparation module supplies them; readers never guess landmarks):
 
@@ -23,8 +30,12 @@ Providers (the real-photo preparation module supplies them; readers never guess 
 from __future__ import annotations
 
 import os
+import re
+import struct
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -38,17 +49,60 @@ ParseProvider = Callable[[torch.Tensor], object]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-class DatasetLayoutError(ValueError):
+class DatasetError(ValueError):
+    """Base of every error a dataset reader raises for bad input (a ``ValueError``): catch this one type to skip or
+    report a bad file or folder. The message always names the file or folder."""
+
+
+class DatasetLayoutError(DatasetError):
     """A dataset folder does not have the layout a reader expects."""
 
 
-class ImageReadError(ValueError):
-    """An image file that cannot be used: ``path`` and a human-readable ``reason``."""
+class DatasetFileError(DatasetError):
+    """A dataset file whose content cannot be used (corrupt, truncated, wrong format, NaN values): ``path`` and a
+    human-readable ``reason``."""
 
     def __init__(self, path: str | os.PathLike, reason: str):
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"cannot use image {self.path}: {reason}")
+        super().__init__(f"{self.path}: {reason}")
+
+
+class DatasetFileNotFound(DatasetFileError, FileNotFoundError):
+    """A dataset file that does not exist (or is a folder, a broken link, a link loop); also a
+    ``FileNotFoundError``."""
+
+
+class DatasetFieldMissing(DatasetFileError, KeyError):
+    """A structured file (``.mat``) lacks a struct or field the reader needs; also a ``KeyError``."""
+
+    __str__ = DatasetFileError.__str__          # KeyError would quote the message
+
+
+class ImageReadError(DatasetFileError):
+    """An image file that cannot be used: ``path`` and a human-readable ``reason``."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(path, reason)
+        self.args = (f"cannot use image {self.path}: {reason}",)
+
+
+MAX_IMAGE_PIXELS = 89_478_485
+"""Largest image decoded (width x height; Pillow's decompression-bomb warning threshold, about 9459 x 9459 = 89.5
+megapixels): larger ones are refused from their header, before any pixel is decoded."""
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be opened as a file (``"not found"``, ``"is a folder, not a file"``, ``"is a symbolic
+    link that leads nowhere (broken, or a loop)"``), or None when it is a file."""
+    path = Path(path)
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return "is a folder, not a file"
+    if path.is_symlink():
+        return "is a symbolic link that leads nowhere (broken, or a loop)"
+    return "not found"
 
 
 def _examples(root: Path, limit: int = 6) -> str:
@@ -67,6 +121,9 @@ def layout_error(dataset: str, root: str | os.PathLike, expected: str, found: It
                  ) -> DatasetLayoutError:
     """A :class:`DatasetLayoutError` saying what was expected where and listing a few entries that were found."""
     root = Path(root)
+    if root.is_symlink() and not root.exists():
+        return DatasetLayoutError(f"{dataset}: {root} is a symbolic link that leads nowhere (broken, or a loop; "
+                                  f"expected {expected})")
     if not root.exists():
         return DatasetLayoutError(f"{dataset}: folder {root} does not exist (expected {expected})")
     if not root.is_dir():
@@ -80,6 +137,48 @@ def _refuse(path: Path, why: str) -> ImageReadError:
     return ImageReadError(path, why)
 
 
+@contextmanager
+def _opened_image(path: Path) -> Iterator:
+    """The one place where image files are opened: ``with _opened_image(path) as image`` yields the decoded Pillow
+    image, after refusing with :class:`ImageReadError` naming the file what is not a file, an empty file, an image
+    of more than :data:`MAX_IMAGE_PIXELS` (from its header, before decoding: decompression bombs), and anything
+    Pillow cannot identify or decode (truncated, corrupt, another format)."""
+    from PIL import Image, UnidentifiedImageError
+
+    problem = file_problem(path)
+    if problem is not None:
+        raise _refuse(path, "file not found" if problem == "not found" else problem)
+    try:
+        if path.stat().st_size == 0:
+            raise _refuse(path, "the file is empty")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)      # checked below, with our limit
+            with Image.open(path) as opened:
+                width, height = opened.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise _refuse(path, _too_large(width * height))
+                if width == 0 or height == 0:
+                    raise _refuse(path, f"the image has no pixels ({width}x{height})")
+                opened.load()                      # decodes fully: truncated files raise here
+                yield opened
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as error:
+        pixels = re.search(r"\((\d+) pixels\)", str(error))
+        raise _refuse(path, _too_large(int(pixels[1]) if pixels else None)) from None
+    except UnidentifiedImageError:
+        raise _refuse(path, "not a readable image file (unknown or corrupt format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise _refuse(path, f"unreadable or truncated ({type(error).__name__}: {reason})") from None
+
+
+def _too_large(pixels: int | None) -> str:
+    size = f"{pixels / 1e6:.0f} megapixels" if pixels is not None else "its header's size"
+    return (f"image too large to decode: {size}, more than the limit of {MAX_IMAGE_PIXELS / 1e6:.1f} megapixels "
+            "(a huge or forged header: a decompression bomb)")
+
+
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     """Decode an image file to ``(H, W, 3)`` float32 RGB in [0, 1], plus the list of conversions applied.
 
@@ -87,56 +186,46 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     modes): EXIF orientation applied; L / 1 / P / CMYK / YCbCr converted to RGB; grayscale replicated to three
     channels; 16-bit grayscale (``I;16*``, and ``I`` from 16-bit PNGs) divided by 65535; RGBA / LA / PA composited
     over white. 16-bit-per-channel RGB PNGs are delivered by Pillow as 8-bit RGB and are accepted as such.
-    Refused with :class:`ImageReadError` naming the file: missing, empty, unreadable or truncated files, float
-    (``F``) images and 32-bit integer images other than 16-bit PNG (their value range is unknown), other modes.
+    Refused with :class:`ImageReadError` naming the file: missing files, folders, broken links and link loops,
+    empty, unreadable or truncated files, images of more than :data:`MAX_IMAGE_PIXELS` (refused from the header,
+    before decoding), float (``F``) images and 32-bit integer images other than 16-bit PNG (their value range is
+    unknown), other modes.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import ImageOps
 
     path = Path(path)
-    if not path.is_file():
-        raise _refuse(path, "file not found")
-    if path.stat().st_size == 0:
-        raise _refuse(path, "the file is empty")
     notes: list[str] = []
-    try:
-        with Image.open(path) as opened:
-            opened.load()                      # decodes fully: truncated files raise here
-            fmt = opened.format
-            image = opened
-            if opened.getexif().get(0x0112, 1) not in (1, None):  # EXIF orientation tag
-                image = ImageOps.exif_transpose(opened)
-                notes.append("rotated by its EXIF orientation")
-            mode = image.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I;16N") or (mode == "I" and fmt == "PNG"):
-                array = np.asarray(image, dtype=np.float64)
-                if array.max(initial=0) > 65535 or array.min(initial=0) < 0:
-                    raise _refuse(path, f"integer image (mode {mode}) with values outside 0..65535")
-                gray = (array / 65535.0).astype(np.float32)
-                rgb = np.repeat(gray[..., None], 3, axis=2)
-                notes += ["16-bit image scaled to [0, 1]", "grayscale image converted to 3 channels"]
-            elif mode in ("I", "F"):
-                raise _refuse(path, f"{'float' if mode == 'F' else '32-bit integer'} image (mode {mode}) has no "
-                                    "known value range; convert it to 8- or 16-bit")
-            elif mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
-                rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
-                rgb = rgba[..., :3] * rgba[..., 3:4] + (1.0 - rgba[..., 3:4])
-                notes.append("alpha channel composited on white")
-                if mode in ("LA", "La"):
-                    notes.append("grayscale image converted to 3 channels")
-            elif mode in ("RGB", "L", "1", "P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
-                rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-                if mode in ("L", "1"):
-                    notes.append("grayscale image converted to 3 channels")
-                elif mode != "RGB":
-                    notes.append(f"{mode} image converted to RGB")
-            else:
-                raise _refuse(path, f"unsupported image mode {mode!r}")
-    except ImageReadError:
-        raise
-    except UnidentifiedImageError as error:
-        raise _refuse(path, "not a readable image file (unknown or corrupt format)") from error
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise _refuse(path, f"unreadable or truncated ({type(error).__name__}: {error})") from error
+    with _opened_image(path) as opened:
+        fmt = opened.format
+        image = opened
+        if opened.getexif().get(0x0112, 1) not in (1, None):  # EXIF orientation tag
+            image = ImageOps.exif_transpose(opened)
+            notes.append("rotated by its EXIF orientation")
+        mode = image.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I;16N") or (mode == "I" and fmt == "PNG"):
+            array = np.asarray(image, dtype=np.float64)
+            if array.max(initial=0) > 65535 or array.min(initial=0) < 0:
+                raise _refuse(path, f"integer image (mode {mode}) with values outside 0..65535")
+            gray = (array / 65535.0).astype(np.float32)
+            rgb = np.repeat(gray[..., None], 3, axis=2)
+            notes += ["16-bit image scaled to [0, 1]", "grayscale image converted to 3 channels"]
+        elif mode in ("I", "F"):
+            raise _refuse(path, f"{'float' if mode == 'F' else '32-bit integer'} image (mode {mode}) has no "
+                                "known value range; convert it to 8- or 16-bit")
+        elif mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+            rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+            rgb = rgba[..., :3] * rgba[..., 3:4] + (1.0 - rgba[..., 3:4])
+            notes.append("alpha channel composited on white")
+            if mode in ("LA", "La"):
+                notes.append("grayscale image converted to 3 channels")
+        elif mode in ("RGB", "L", "1", "P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+            rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+            if mode in ("L", "1"):
+                notes.append("grayscale image converted to 3 channels")
+            elif mode != "RGB":
+                notes.append(f"{mode} image converted to RGB")
+        else:
+            raise _refuse(path, f"unsupported image mode {mode!r}")
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise _refuse(path, f"unexpected decoded shape {rgb.shape}")
     return np.clip(rgb, 0.0, 1.0).astype(np.float32), notes
@@ -149,25 +238,20 @@ def load_image_rgb(path: str | os.PathLike) -> torch.Tensor:
 
 
 def load_mask_png(path: str | os.PathLike) -> np.ndarray:
-    """Read a mask image as an ``(H, W)`` array of its values (first channel of colour masks; alpha ignored)."""
-    from PIL import Image, UnidentifiedImageError
+    """Read a mask image as an ``(H, W)`` array of its values (first channel of colour masks; alpha ignored).
 
+    Refused with :class:`ImageReadError` naming the file: what :func:`read_image` refuses for any image (missing,
+    empty, truncated, too large, not an image), and float (mode ``F``) images, which hold no labels."""
     path = Path(path)
-    if not path.is_file():
-        raise _refuse(path, "mask file not found")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("RGB", "RGBA", "CMYK", "YCbCr"):
-                array = np.asarray(image.convert("RGB"))[..., 0]
-            elif image.mode in ("LA", "PA"):
-                array = np.asarray(image)[..., 0]
-            else:
-                array = np.asarray(image)
-    except UnidentifiedImageError as error:
-        raise _refuse(path, "not a readable image file (unknown or corrupt format)") from error
-    except (OSError, SyntaxError, ValueError) as error:
-        raise _refuse(path, f"unreadable or truncated ({type(error).__name__}: {error})") from error
+    with _opened_image(path) as image:
+        if image.mode in ("RGB", "RGBA", "CMYK", "YCbCr"):
+            array = np.asarray(image.convert("RGB"))[..., 0]
+        elif image.mode in ("LA", "PA"):
+            array = np.asarray(image)[..., 0]
+        elif image.mode == "F":
+            raise _refuse(path, "float image (mode F): a mask must hold integer labels")
+        else:
+            array = np.asarray(image)
     if array.ndim != 2:
         raise _refuse(path, f"mask must be a single-channel image, decoded shape {array.shape}")
     return array

@@ -64,7 +64,7 @@ from torch.utils.data import Dataset
 
 from ..camera import PerspectiveCamera
 from ..config import WorkbookConfig
-from ..provenance import atomic_path
+from ..provenance import atomic_path, remove_stale_temporaries
 from .mesh_io import read_ply, write_ply
 from .sample import VIEW_NAMES, MultiViewSample
 from .synthetic_scene import (RenderedSample, SampleSpec, draw_sample, ground_truth_vertices, render_batch,
@@ -234,6 +234,7 @@ def generate_benchmark(root: str | os.PathLike, settings: SyntheticSettings | Wo
     workers = max(1, int(workers or 1))
     root = Path(root)
     record = _settings_record(settings, config_hash)
+    remove_stale_temporaries(root / SETTINGS_FILE)     # a writer killed before settings.json was in place
     existing = _read_settings(root)
     if existing is not None and not overwrite:
         if existing.get("settings") != record["settings"]:

@@ -39,7 +39,10 @@ def verdict(difference_mm: float, p: float, alpha: float = ALPHA) -> str:
 
 def claims_table(errors: dict[str, pd.DataFrame], claims: list[Claim], alpha: float = ALPHA) -> pd.DataFrame:
     """One row per claim: ``claim``, ``difference_mm`` (better - worse, mean over paired test triplets; negative =
-    the claim's direction), ``p_value`` (Wilcoxon), ``paired_samples``, ``verdict``."""
+    the claim's direction), ``p_value`` (Wilcoxon), ``paired_samples``, ``verdict``, and the runs of both sides
+    (better's, then worse's; :func:`dfmvr_lib.runs.run_columns`)."""
+    from ..runs import run_columns
+
     rows = []
     for claim in claims:
         if claim.better not in errors or claim.worse not in errors:
@@ -48,7 +51,9 @@ def claims_table(errors: dict[str, pd.DataFrame], claims: list[Claim], alpha: fl
         paired = paired_comparison(errors[claim.better], errors[claim.worse], claim.better_choice, claim.worse_choice)
         rows.append({"claim": claim.text, "difference_mm": paired["mean_difference_mm"],
                      "p_value": paired["wilcoxon_p"], "paired_samples": paired["paired_samples"],
-                     "verdict": verdict(paired["mean_difference_mm"], paired["wilcoxon_p"], alpha)})
+                     "verdict": verdict(paired["mean_difference_mm"], paired["wilcoxon_p"], alpha),
+                     **run_columns(list(dict.fromkeys([*errors[claim.better].attrs.get("run_dirs", ()),
+                                                       *errors[claim.worse].attrs.get("run_dirs", ())])))})
     return pd.DataFrame(rows)
 
 

@@ -35,8 +35,10 @@ def run_report(run, test_set: TestSet, parser_run_dir, progress: bool = False) -
     ``mean_face``, ``ceiling`` the columns ``<name>_vertex_mm`` and ``<name>_rmse_mm``; ``summary`` has one row
     per measure (``vertex error``, ``scan rmse``) with ``network_mm``, ``mean_face_mm``, ``ceiling_mm``,
     ``gap_closed``, ``vs_mean_face_mm`` (mean paired difference), ``p_vs_mean_face`` (Wilcoxon),
-    ``network_better_fraction``, ``n_test``, the run directory and its training steps and minutes."""
+    ``network_better_fraction``, ``n_test``, the run it came from (:func:`dfmvr_lib.runs.run_columns`:
+    ``run_dir``, ``parser_run_dir``, ``trained_at_commit``) and its training steps and minutes."""
     from ..evaluation.ceiling import best_fit_shapes
+    from ..runs import run_columns
     from ..training import aligned_vertex_error_mm
 
     config = run.config
@@ -63,7 +65,7 @@ def run_report(run, test_set: TestSet, parser_run_dir, progress: bool = False) -
                      "vs_mean_face_mm": float((net - mean).mean()),
                      "p_vs_mean_face": float(stats.wilcoxon(net, mean).pvalue),
                      "network_better_fraction": float((net < mean).mean()), "n_test": len(per_sample),
-                     "run_dir": str(run.run_dir), "steps": config.training.steps,
+                     **run_columns([run.run_dir]), "steps": config.training.steps,
                      "training_minutes": float(run.metrics["seconds"].iloc[-1] / 60) if len(run.metrics) else 0.0})
     return per_sample, pd.DataFrame(rows)
 

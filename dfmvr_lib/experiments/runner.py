@@ -193,11 +193,16 @@ def per_sample_errors(errors: pd.DataFrame, choice: str) -> pd.DataFrame:
 
 
 def summary_row(per_sample: Sequence[pd.DataFrame], *, table: str, method: str, setting: str, test_choice: str,
-                config: WorkbookConfig, seeds: Sequence[int], paper_row: str | None = None) -> dict:
+                config: WorkbookConfig, seeds: Sequence[int], paper_row: str | None = None,
+                run_dirs: Sequence[str | os.PathLike] = ()) -> dict:
     """One row of an experiment table from the per-sample errors of each seed's run.
 
     Mean / std are over test samples pooled across seeds (std of the per-sample errors, as the paper reports).
-    ``paper_rmse_mm`` / ``paper_std_mm`` are the paper's own numbers for the row (its datasets, not ours)."""
+    ``paper_rmse_mm`` / ``paper_std_mm`` are the paper's own numbers for the row (its datasets, not ours). The row
+    names the runs it came from (``run_dirs``, one per seed; none for the mean face and the ceiling):
+    :func:`dfmvr_lib.runs.run_columns` (``run_dir``, ``parser_run_dir``, ``trained_at_commit``)."""
+    from ..runs import run_columns
+
     pooled = pd.concat(per_sample, ignore_index=True)
     per_seed = [float(frame["rmse_mm"].mean()) for frame in per_sample]
     paper_mean, paper_std = paper_rmse(table, paper_row or method)
@@ -208,6 +213,7 @@ def summary_row(per_sample: Sequence[pd.DataFrame], *, table: str, method: str, 
         "mean_mm_mean": float(pooled["mean_mm"].mean()), "mean_mm_std": float(pooled["mean_mm"].std()),
         "rmse_mm_seed_spread": float(np.std(per_seed)) if len(per_seed) > 1 else 0.0,
         "profile": config.profile, "paper_rmse_mm": paper_mean, "paper_std_mm": paper_std,
+        **run_columns(run_dirs),
     }
 
 

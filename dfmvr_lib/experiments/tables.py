@@ -156,7 +156,8 @@ def table_rows(errors: pd.DataFrame, *, table: str, method: str, setting: str, p
 
     ``choices`` maps a :func:`per_sample_errors` choice to the row's ``test_input`` label (default: every choice
     of :func:`test_choices`, labelled by its name), e.g. ``{"B": "front view B alone"}`` for a baseline's front
-    view; only best-view and fused rows carry the paper's number."""
+    view; only best-view and fused rows carry the paper's number. Each row names the runs of ``errors``
+    (``errors.attrs["run_dirs"]``, set by :func:`evaluate_method`; :func:`dfmvr_lib.runs.run_columns`)."""
     seeds = sorted(errors["seed"].unique().tolist())
     config = method_config(profile, method, seeds[0], overrides)
     choices = choices or {choice: choice for choice in test_choices(method)}
@@ -165,7 +166,8 @@ def table_rows(errors: pd.DataFrame, *, table: str, method: str, setting: str, p
         per_seed = [per_sample_errors(errors[errors["seed"] == seed], choice) for seed in seeds]
         paper = paper_row if choice in ("fused", "best_view") else "none"   # the paper reports the best view only
         rows.append(summary_row(per_seed, table=table, method=method, setting=setting, test_choice=label,
-                                config=config, seeds=seeds, paper_row=paper))
+                                config=config, seeds=seeds, paper_row=paper,
+                                run_dirs=errors.attrs.get("run_dirs", ())))
     return rows
 
 

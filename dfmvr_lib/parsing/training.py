@@ -19,7 +19,8 @@ CelebAMask-HQ path):
 - ``run.json``: what the key was computed from;
 - ``checkpoint.pt``: model, optimiser, step, metrics so far; written atomically every ``checkpoint_every`` steps;
 - ``metrics.csv``: ``step, loss, lr, seconds`` (cumulative training seconds), rewritten with each checkpoint;
-- ``final.pt`` (model state) and ``done.json``: written at the end; a finished run is reused as is.
+- ``final.pt`` (model state) and ``done.json`` (steps, training seconds and the git commit(s) that trained the run,
+  :func:`dfmvr_lib.runs.done_record`): written at the end; a finished run is reused as is.
 
 An interrupted run resumes from ``checkpoint.pt``. Batches and augmentations are drawn from a generator seeded by
 (seed, step), so a resumed run reaches the same weights as an uninterrupted one (on CPU).
@@ -44,7 +45,7 @@ from ..data.sample import VIEW_NAMES
 from ..data.synthetic import load_manifest
 from ..precision import autocast, precision_note, resolve_precision
 from ..provenance import REPOSITORY_ROOT
-from ..runs import read_dataset_settings, run_hash, save_torch, write_csv, write_json
+from ..runs import done_record, read_dataset_settings, run_hash, save_torch, training_commits, write_csv, write_json
 from .augment import augment_batch
 from .bisenet import BiSeNet, build_parser
 
@@ -223,13 +224,14 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
     model = build_parser(parser_config)
     optimiser = torch.optim.AdamW(model.parameters(), lr=parser_config.learning_rate,
                                   weight_decay=parser_config.weight_decay)
-    start, rows, seconds_before = 0, [], 0.0
+    start, rows, seconds_before, state = 0, [], 0.0, None
     if (run_dir / CHECKPOINT).is_file():
         state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         start, rows = state["step"], state["metrics"]
         seconds_before = rows[-1]["seconds"] if rows else 0.0
+    commits = training_commits(state.get("git_commits") if state else None, resumed=state is not None)
     data = images if images is not None else SyntheticParsingImages(dataset_root, "train")
     celeb = None
     if celebamask_root:
@@ -238,7 +240,7 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
 
     def checkpoint(step: int) -> None:
         save_torch({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
-                     "metrics": rows}, run_dir / CHECKPOINT)
+                     "metrics": rows, "git_commits": commits}, run_dir / CHECKPOINT)
         write_csv(rows, run_dir / METRICS, METRIC_COLUMNS)
 
     model.train()
@@ -284,7 +286,7 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
                  "internal_scale": model.internal_scale, "refine": model.refine is not None,
                  "detail": model.detail_channels, "channels_last": model.channels_last}, run_dir / FINAL)
     metrics = write_csv(rows, run_dir / METRICS, METRIC_COLUMNS)
-    write_json({"steps": parser_config.steps, "seconds": rows[-1]["seconds"] if rows else 0.0}, run_dir / DONE)
+    write_json(done_record(parser_config.steps, rows[-1]["seconds"] if rows else 0.0, commits), run_dir / DONE)
     return ParserRun(run_dir, model, metrics, reused=False, resumed_from=start,
                      seconds=time.perf_counter() - began)
 

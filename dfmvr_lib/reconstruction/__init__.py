@@ -23,7 +23,7 @@ from .defaults import COLOUR_MODES, DEFAULT_REFINE_STEPS
 _EXPORTS = {
     "checkpoints": ("CheckpointNotFound", "Reconstructor", "default_checkpoint", "default_runs", "load_reconstructor",
                     "parser_run_of"),
-    "export": ("OutputPaths", "StagedOutputs", "write_mesh"),
+    "export": ("OutputPaths", "staged_outputs", "write_mesh"),
     "fitting": ("RefinementResult", "RefinementSettings", "fitting_loss", "refine_reconstruction"),
     "held_out": ("held_out_photo_errors", "held_out_view_errors", "summarise_held_out"),
     "inputs": ("InputError", "ParserLabels", "PreparedViews", "VIEW_NAMES", "assign_views", "photo_triplets",

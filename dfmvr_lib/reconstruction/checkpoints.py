@@ -106,7 +106,13 @@ def parser_run_of(run_dir: str | os.PathLike) -> Path | None:
     info = run_dir / "run.json"
     if not info.is_file():
         return None
-    name = json.loads(info.read_text()).get("parser_run")
+    try:
+        recorded = json.loads(info.read_text())
+    except (OSError, ValueError) as error:
+        from ..parsing.checkpoints import CheckpointFileError
+
+        raise CheckpointFileError(info, f"not a readable run record ({type(error).__name__}: {error})") from None
+    name = recorded.get("parser_run") if isinstance(recorded, dict) else None
     if not name:
         return None
     for candidate in (run_dir.parent.parent / "parser" / name, run_dir.parent / "parser" / name):
@@ -146,25 +152,34 @@ def load_reconstructor(run_dir: str | os.PathLike, parser_run_dir: str | os.Path
             whether to go on without it).
     Raises:
         CheckpointNotFound when ``run_dir`` (or an explicit ``parser_run_dir``) is not a finished run;
-        ValueError for a one-face-per-view baseline network (the reconstruction needs a multi-view network).
+        :class:`~dfmvr_lib.parsing.checkpoints.UnsafeCheckpointError` when a ``final.pt`` holds pickled Python
+        objects other than tensors and plain containers (refused, never run: ``torch.load`` with
+        ``weights_only=True``); :class:`~dfmvr_lib.parsing.checkpoints.CheckpointFileError` (a ``ValueError``)
+        naming the file when it is corrupt, truncated or not a run of that kind; ValueError for a
+        one-face-per-view baseline network (the reconstruction needs a multi-view network).
     """
     from ..face_model.factory import load_face_model
     from ..parsing import frozen_parser, load_run_model
+    from ..parsing.checkpoints import checkpoint_errors
     from ..training.loop import load_trained_network
 
     run_dir = Path(run_dir)
     if not is_finished(run_dir):
         raise CheckpointNotFound(f"{run_dir} is not a finished reconstruction run (it needs final.pt and done.json); "
                                  "pass the directory of a run that train_reconstruction finished")
-    network, config = load_trained_network(run_dir)
+    if parser_run_dir is not None and not is_finished(parser_run_dir):
+        raise CheckpointNotFound(f"{parser_run_dir} is not a finished parser run (it needs final.pt and done.json)")
+    with checkpoint_errors(run_dir / "final.pt", "reconstruction run's final.pt"):
+        network, config = load_trained_network(run_dir)
     if config.network.backbone == "single_image":
-        raise ValueError(f"{run_dir} holds a one-image-per-view baseline network ({config.network.regressor}); "
-                         "reconstruction needs a multi-view DF-MVR run")
+        raise ValueError(f"{run_dir} holds a one-image-per-view baseline network ({config.network.regressor}), "
+                         "which predicts one face per view; reconstruction needs a multi-view DF-MVR run")
     if parser_run_dir is None:
         parser_run_dir = parser_run_of(run_dir)
-    elif not is_finished(parser_run_dir):
-        raise CheckpointNotFound(f"{parser_run_dir} is not a finished parser run (it needs final.pt and done.json)")
-    parser = frozen_parser(load_run_model(parser_run_dir)) if parser_run_dir is not None else None
+    parser = None
+    if parser_run_dir is not None:
+        with checkpoint_errors(Path(parser_run_dir) / "final.pt", "parser run's final.pt"):
+            parser = frozen_parser(load_run_model(parser_run_dir))
     return Reconstructor(network=network, config=config, model=load_face_model(config.face_model),
                          camera=PerspectiveCamera.from_config(config), parser=parser, run_dir=run_dir,
                          parser_run_dir=Path(parser_run_dir) if parser_run_dir is not None else None)

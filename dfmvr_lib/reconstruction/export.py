@@ -1,17 +1,20 @@
 """Writing a reconstruction: the mesh (OBJ and PLY with vertex colours, millimetres, head frame), the
 coefficients (JSON and NPZ) and the overlay figure, all or nothing.
 
-:class:`StagedOutputs` writes every file into a hidden temporary folder beside the destination and moves them into
-place only when all were written, so an error (or Ctrl-C) part-way leaves no output file behind.
+:func:`staged_outputs` writes every file into a hidden temporary folder beside the destination and moves them into
+place only when all were written, so an error (or Ctrl-C) part-way leaves no output file and no new folder behind.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -45,47 +48,87 @@ class OutputPaths:
         return [getattr(self, kind) for kind in OUTPUT_KINDS]
 
 
-class StagedOutputs:
-    """Context manager: ``staged(path)`` gives the temporary path to write ``path``'s content to; on a clean exit
-    every staged file is moved onto its destination (``os.replace``, same file system), on an exception none is and
-    the temporary folder is removed.
+@contextmanager
+def staged_outputs(destinations: Sequence[str | os.PathLike]) -> Iterator[Callable[[Path], Path]]:
+    """Write a set of files all or nothing: ``staged(destination)`` gives the temporary path to write each of
+    ``destinations`` (files of one folder) to; on a clean exit of the ``with`` block they are committed together,
+    on an exception (or Ctrl-C) none is, and no folder is left behind.
 
-    >>> with StagedOutputs(Path("out")) as staged:           # doctest: +SKIP
+    The temporary folder (``.dfmvr-staging-*``) is made beside the destination, on the same file system: when the
+    destination folder does not exist yet, in its nearest existing parent, holding the missing folders, so that the
+    commit is one rename of the new top folder; when it exists, in it, and the files are moved in one by one (each
+    ``os.replace`` is atomic); should one of these moves fail, the files moved so far are taken out again and the
+    files they replaced put back. The temporary folder is always removed.
+
+    Raises:
+        ValueError when the destinations are not in one folder; IsADirectoryError when one is a folder;
+        NotADirectoryError when the path to them crosses a file; FileExistsError when the missing folder appeared
+        while writing; OSError from the file system (nothing is left behind).
+
+    >>> with staged_outputs([Path("out/face.obj"), Path("out/face.json")]) as staged:      # doctest: +SKIP
     ...     write_mesh(staged(Path("out/face.obj")), vertices, triangles, colours)
+    ...     write_json(staged(Path("out/face.json")), record)
     """
+    destinations = [Path(os.path.abspath(destination)) for destination in destinations]
+    folders = {destination.parent for destination in destinations}
+    if len(folders) != 1:
+        raise ValueError(f"staged_outputs: the destinations must be in one folder, got {sorted(map(str, folders))}")
+    folder = folders.pop()
+    for destination in destinations:
+        if destination.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "a folder is in the way of an output file", str(destination))
+    anchor = folder                                 # the nearest existing folder on the way to the destination
+    while not anchor.exists() and not anchor.is_symlink() and anchor != anchor.parent:
+        anchor = anchor.parent
+    if not anchor.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder (or a link that leads nowhere)", str(anchor))
+    staging = Path(tempfile.mkdtemp(prefix=".dfmvr-staging-", dir=anchor))
+    inner = staging / folder.relative_to(anchor)
+    written: dict[Path, Path] = {}
 
-    def __init__(self, directory: str | os.PathLike):
-        self.directory = Path(directory)
-        self._folder: Path | None = None
-        self._moves: list[tuple[Path, Path]] = []
+    def staged(destination: str | os.PathLike) -> Path:
+        destination = Path(os.path.abspath(destination))
+        if destination not in destinations:
+            raise ValueError(f"staged_outputs: {destination} is not one of the destinations")
+        written[destination] = inner / destination.name
+        return written[destination]
 
-    def __enter__(self) -> "StagedOutputs":
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._folder = Path(tempfile.mkdtemp(prefix=".dfmvr-staging-", dir=self.directory))
-        return self
+    try:
+        inner.mkdir(parents=True, exist_ok=True)
+        yield staged
+        missing = [str(d) for d in destinations if not (inner / d.name).is_file()]
+        if missing:
+            raise OSError(f"outputs not written: {missing}")
+        if folder != anchor:                        # a new folder: one rename commits every file
+            top = folder.relative_to(anchor).parts[0]
+            if (anchor / top).exists() or (anchor / top).is_symlink():
+                raise FileExistsError(errno.EEXIST, "appeared while the outputs were written", str(anchor / top))
+            os.rename(staging / top, anchor / top)
+        else:
+            _move_in_or_restore(staging, [(inner / d.name, d) for d in destinations])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
-    def __call__(self, destination: str | os.PathLike) -> Path:
-        if self._folder is None:
-            raise RuntimeError("StagedOutputs: use it as a context manager")
-        destination = Path(destination)
-        temporary = self._folder / f"{len(self._moves)}{destination.suffix}"
-        self._moves.append((temporary, destination))
-        return temporary
 
-    def __exit__(self, kind, value, traceback) -> None:
-        try:
-            if kind is None:
-                missing = [str(d) for t, d in self._moves if not t.is_file()]
-                if missing:
-                    raise OSError(f"outputs not written: {missing}")
-                umask = os.umask(0)
-                os.umask(umask)
-                for temporary, destination in self._moves:
-                    os.chmod(temporary, 0o666 & ~umask)       # ordinary files, not mkdtemp's private ones
-                    os.replace(temporary, destination)
-        finally:
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
+def _move_in_or_restore(staging: Path, moves: list[tuple[Path, Path]]) -> None:
+    """Move each staged file onto its destination; on a failure, undo: remove the files moved in and put back the
+    files they replaced (kept in ``staging`` meanwhile)."""
+    replaced: list[tuple[Path, Path]] = []
+    moved: list[Path] = []
+    try:
+        for index, (source, destination) in enumerate(moves):
+            if destination.exists() or destination.is_symlink():
+                kept = staging / f".replaced-{index}"
+                os.replace(destination, kept)
+                replaced.append((kept, destination))
+            os.replace(source, destination)
+            moved.append(destination)
+    except BaseException:
+        for destination in moved:
+            destination.unlink(missing_ok=True)
+        for kept, destination in replaced:
+            os.replace(kept, destination)
+        raise
 
 
 def write_mesh(path: str | os.PathLike, vertices, triangles, colours=None) -> Path:
@@ -141,4 +184,4 @@ def _numpy(value) -> np.ndarray:
     return np.asarray(value)
 
 
-__all__ = ["OUTPUT_KINDS", "OutputPaths", "StagedOutputs", "coefficient_arrays", "write_json", "write_mesh"]
+__all__ = ["OUTPUT_KINDS", "OutputPaths", "coefficient_arrays", "staged_outputs", "write_json", "write_mesh"]

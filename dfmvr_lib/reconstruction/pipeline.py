@@ -16,7 +16,7 @@ from ..scene import FaceCoefficients, FaceRender
 from ..training.data import TrainingBatch
 from .checkpoints import Reconstructor
 from .defaults import COLOUR_MODES
-from .export import OutputPaths, StagedOutputs, coefficient_arrays, write_json, write_mesh
+from .export import OutputPaths, coefficient_arrays, staged_outputs, write_json, write_mesh
 from .fitting import RefinementResult, RefinementSettings, refine_reconstruction
 from .inputs import VIEW_NAMES, PreparedViews, prepare_views, view_consistency_warnings
 
@@ -82,7 +82,8 @@ def reconstruct_triplet(reconstructor: Reconstructor, targets: TrainingBatch, re
         reconstructor: network, model, camera and parser (:func:`~.checkpoints.load_reconstructor`).
         targets: ``network_images`` (B, 3, 3, S, S) / ``network_parse_maps`` (B, 3, S, S) are what the network sees;
             ``images``, ``parse_maps``, ``landmarks_2d``, ``view_weight`` are the refinement's targets.
-        refine_steps: Adam steps of test-time fitting (0 = the network's prediction as it is).
+        refine_steps: Adam steps of test-time fitting (0 = the network's prediction, its albedo projected into
+            ``settings.albedo_bound``).
         start: where the refinement starts: ``"network"`` (its prediction), ``"mean face"`` (the mean shape with the
             network's poses, albedo and light), or ``"auto"``: the network's prediction unless it fails
             :func:`plausibility_check` (its shape explains the views' landmarks worse than the mean face), in which
@@ -167,7 +168,24 @@ def reconstruct_photos(reconstructor: Reconstructor, files: Sequence[Path | None
             messages.append(str(warning.message))
         else:
             python_warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    outside = albedo_range_record(reconstructor.model, result.coefficients)
+    outside = [f"{region} (distance {values['distance']:.2f} > {values['limit']:.2f})"
+               for region, values in outside.items() if not values["inside"]]
+    if outside:
+        messages.append("the fitted albedo is outside the face model's colour range in: " + ", ".join(outside)
+                        + " (dfmvr_lib.face_model.albedo_range); --colours photo takes the photos' colours instead")
     return PhotoReconstruction(prepared, result, messages)
+
+
+def albedo_range_record(model, coefficients: FaceCoefficients, sample: int = 0) -> dict:
+    """Region -> ``{"rgb", "distance", "limit", "inside"}`` of the albedo of face ``sample``
+    (:func:`~dfmvr_lib.face_model.albedo_range.albedo_in_range`, the model prior's 99 % range)."""
+    from ..face_model.albedo_range import albedo_in_range
+
+    table = albedo_in_range(model, coefficients.albedo[sample])
+    return {row.region: {"rgb": [round(row.r, 4), round(row.g, 4), round(row.b, 4)],
+                         "distance": round(row.distance, 3), "limit": round(row.limit, 3), "inside": bool(row.inside)}
+            for row in table.itertuples()}
 
 
 def vertex_colours(reconstructor: Reconstructor, result: TripletReconstruction, mode: str = "shaded",
@@ -219,7 +237,8 @@ def save_reconstruction(reconstructor: Reconstructor, result: TripletReconstruct
                         colours: str = "shaded", warnings: Sequence[str] = (), title: str | None = None,
                         extra: dict | None = None, mesh_formats: Sequence[str] = ("obj", "ply"),
                         photos: Sequence | None = None) -> list[Path]:
-    """Write the reconstruction of one triplet, all files or none (:class:`~.export.StagedOutputs`).
+    """Write the reconstruction of one triplet, all files or none (:func:`staged_outputs`: a failure leaves no
+    file and no new folder, and keeps the files of an earlier reconstruction of the same name as they were).
 
     Files (:class:`~.export.OutputPaths` of ``obj_path``): the mesh as OBJ and binary PLY with vertex colours
     (head frame, mm; ``mesh_formats`` picks which of the two); the coefficients as JSON (readable, with units, input
@@ -262,6 +281,7 @@ def save_reconstruction(reconstructor: Reconstructor, result: TripletReconstruct
                        "parser_run_dir": str(reconstructor.parser_run_dir) if reconstructor.parser_run_dir else None,
                        "profile": config.profile, "image_size": config.image_size,
                        "single_view_mode": config.training.single_view_mode},
+        "albedo_range": albedo_range_record(reconstructor.model, result.coefficients),
         "refinement": {"steps": result.refine_steps, "start": result.start, "plausibility": result.plausibility,
                        "loss_start": float(losses["total"].iloc[0]),
                        "loss_final": float(losses["total"].iloc[-1]),
@@ -278,7 +298,7 @@ def save_reconstruction(reconstructor: Reconstructor, result: TripletReconstruct
              for v, (view, file) in enumerate(zip(VIEW_NAMES, files))]
     figure = overlay_figure(result, targets, names, title=title)
     try:
-        with StagedOutputs(paths.obj.parent) as staged:
+        with staged_outputs([*meshes, paths.json, paths.npz, paths.png]) as staged:
             for mesh_path in meshes:
                 write_mesh(staged(mesh_path), vertices, triangles, colour_values)
             write_json(staged(paths.json), record)
@@ -321,5 +341,5 @@ def evaluate_against_mesh(model, vertices: torch.Tensor, gt_vertices, gt_triangl
                                    np.asarray(gt_landmarks_7, dtype=np.float64), gt_region_labels=regions)
 
 
-__all__ = ["COLOUR_MODES", "PlausibilityWarning", "TripletReconstruction", "plausibility_check", "evaluate_against_mesh", "overlay_figure", "reconstruct_triplet",
+__all__ = ["COLOUR_MODES", "PlausibilityWarning", "TripletReconstruction", "albedo_range_record", "plausibility_check", "evaluate_against_mesh", "overlay_figure", "reconstruct_triplet",
            "save_reconstruction", "vertex_colours"]

@@ -14,7 +14,8 @@ configuration sections the run depends on, the dataset's generator settings and 
 - ``metrics.csv``: per step ``step, total, photo, mask, landmark_2d, landmark_3d, regularisation, reflectance,
   lighting, consistency, cross_view, lr, seconds``;
 - ``validation.csv``: ``step, network_mm, mean_face_mm, ...`` of the validation passes;
-- ``final.pt`` (model state + config) and ``done.json`` at the end; a finished run is reused as is.
+- ``final.pt`` (model state + config) and ``done.json`` at the end (steps, training seconds and the git commit(s)
+  that trained the run, :func:`dfmvr_lib.runs.done_record`); a finished run is reused as is.
 
 Batches, augmentation and view dropping are drawn from generators seeded by (seed, step) and the data position is
 the step, so a resumed run takes the same batches as an uninterrupted one.
@@ -36,7 +37,8 @@ from ..config import WorkbookConfig
 from ..face_model.factory import load_face_model
 from ..precision import precision_note, resolve_precision
 from ..provenance import REPOSITORY_ROOT
-from ..runs import read_dataset_settings, run_hash, save_torch, write_csv, write_json
+from ..runs import (done_record, read_dataset_settings, run_hash, save_torch, settle_thread_pools, training_commits,
+                    write_csv, write_json)
 from .data import TripletTensors, batch_indices, make_batch, step_generator, synthetic_meshes, synthetic_triplets
 from .forward import batch_loss, reconstruct
 from .input_masks import with_input_masks
@@ -188,6 +190,7 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
     from ..networks import build_network
 
     training = config.training
+    settle_thread_pools()       # before anything runs: the same threads for every step (resume = uninterrupted)
     if needs_parser(config) and parser_run_dir is None:
         raise ValueError("train_reconstruction: the mask loss (losses.use_mask) or the parser's input masks "
                          "(training.input_masks='parser') need a finished parser run; pass parser_run_dir, or set "
@@ -217,7 +220,7 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
     parser = _load_parser(parser_run_dir, device)
     optimiser = torch.optim.Adam(network.parameters(), lr=training.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: learning_rate_factor(training, step))
-    start, rows, validation_rows, seconds_before = 0, [], [], 0.0
+    start, rows, validation_rows, seconds_before, state = 0, [], [], 0.0, None
     if (run_dir / CHECKPOINT).is_file():
         state = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=True)
         network.load_state_dict(state["model"])
@@ -226,6 +229,7 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
         torch.set_rng_state(state["rng"])
         start, rows, validation_rows = state["step"], state["metrics"], state["validation"]
         seconds_before = rows[-1]["seconds"] if rows else 0.0
+    commits = training_commits(state.get("git_commits") if state else None, resumed=state is not None)
 
     data = train_data if train_data is not None else synthetic_triplets(dataset_root, "train", progress)
     data = with_input_masks(data, training.input_masks, dataset_root, "train", parser_run_dir, progress)
@@ -260,7 +264,8 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
     def checkpoint(step: int) -> None:
         save_torch({"model": network.state_dict(), "optimiser": optimiser.state_dict(),
                     "scheduler": scheduler.state_dict(), "step": step, "metrics": rows,
-                    "validation": validation_rows, "rng": torch.get_rng_state()}, run_dir / CHECKPOINT)
+                    "validation": validation_rows, "rng": torch.get_rng_state(), "git_commits": commits},
+                   run_dir / CHECKPOINT)
         write_csv(rows, run_dir / METRICS, METRIC_COLUMNS)
         if validation_rows:
             write_csv(validation_rows, run_dir / VALIDATION)
@@ -310,7 +315,7 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
     save_torch({"model": network.state_dict(), "config": config.to_dict()}, run_dir / FINAL)
     metrics = write_csv(rows, run_dir / METRICS, METRIC_COLUMNS)
     validation = write_csv(validation_rows, run_dir / VALIDATION) if validation_rows else pd.DataFrame()
-    write_json({"steps": training.steps, "seconds": rows[-1]["seconds"] if rows else 0.0}, run_dir / DONE)
+    write_json(done_record(training.steps, rows[-1]["seconds"] if rows else 0.0, commits), run_dir / DONE)
     return TrainingRun(run_dir, network, config, metrics, validation, reused=False, resumed_from=start,
                        seconds=time.perf_counter() - began)
 

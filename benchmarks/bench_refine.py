@@ -234,6 +234,22 @@ def accuracy_report(base: dict, rows: list[dict], summary: dict, per_sample: lis
     return lines + [""]
 
 
+def settings_summary() -> str:
+    """The default fitting objective in words, from :class:`RefinementSettings` itself (so the text cannot drift)."""
+    from dfmvr_lib.reconstruction.fitting import RefinementSettings
+
+    d = RefinementSettings()
+    heavy = ("all of one weight" if d.heavy_landmark_weight == 1.0 else
+             "the training's nose / inner-mouth weight" if d.heavy_landmark_weight is None else
+             f"nose / inner mouth x{d.heavy_landmark_weight:g}")
+    parts = [f"defaults: photo, 2D landmarks {heavy} at {d.landmark_scale:g}x the training's L_2d weight"
+             + ("" if d.jaw_in_side_views else ", without the jaw line in the side views"),
+             f"the coefficient prior x{d.prior_scale:g}",
+             f"albedo within +-{d.albedo_bound:g} sd" if d.albedo_bound is not None else "albedo unbounded",
+             "the mask loss through the parser off" if d.mask_weight == 0 else "the mask loss on"]
+    return "; ".join(parts)
+
+
 def held_out_report(args, base: dict, rows: list[dict]) -> list[str]:
     """The held-out-view part: real triplets of ``args.photos`` and synthetic test triplets; writes
     ``refine_held_out.csv`` beside ``args.csv`` (one row per triplet, held-out view and reconstruction), appends
@@ -449,9 +465,7 @@ def main() -> None:
              f"torch {torch.__version__})", "",
              f"Multi-view test-time refinement (`dfmvr reconstruct --refine`, "
              f"`dfmvr_lib.reconstruction.fitting.refine_reconstruction`): Adam on the coefficients and per-view poses "
-             f"with the losses of `RefinementSettings` (defaults: photo, 2D landmarks all of one weight, 4x the "
-             f"training's L_2d weight, without the jaw line in the side views, the training prior, albedo within "
-             f"+-3 sd; the mask loss through the parser off). "
+             f"with the losses of `RefinementSettings` ({settings_summary()}). "
              f"1-minute load average {load_before} before and {load_after} after the runs (2 cpu; other processes "
              f"on the machine inflate the timings). Produced by `benchmarks/bench_refine.py`.", ""]
     if timing_lines:

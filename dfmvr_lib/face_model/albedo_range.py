@@ -8,6 +8,8 @@ model with part labels (procedural, BFM09): no colour constant is assumed.
 """
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 import torch
 
@@ -39,6 +41,7 @@ def region_colours(model, albedo: torch.Tensor) -> dict[str, torch.Tensor]:
     return result
 
 
+@functools.lru_cache(maxsize=4)
 def albedo_prior_range(model, samples: int = 2048, coverage: float = 0.99, seed: int = 0) -> dict[str, dict]:
     """The plausible colours of each region under the model's prior.
 
@@ -48,7 +51,8 @@ def albedo_prior_range(model, samples: int = 2048, coverage: float = 0.99, seed:
     olive one are each in range per channel, but not together.
 
     Returns:
-        region -> ``{"mean": (3,), "precision": (3, 3) inverse covariance, "limit": float distance}``.
+        region -> ``{"mean": (3,), "precision": (3, 3) inverse covariance, "limit": float distance}``; cached per
+        model object and arguments (a reconstruction checks its albedo more than once), so treat it as read-only.
     """
     if not 0.0 < coverage < 1.0:
         raise ValueError(f"coverage must lie in (0, 1), got {coverage}")

@@ -78,7 +78,14 @@ def test_held_out_rows_and_the_refinement_never_sees_the_held_out_view(scene):
     weights[:, 0] = 0
     runs = [refine_reconstruction(model, camera, start, TrainingBatch(**{**batch.__dict__, "view_weight": weights}),
                                   config.losses, None, steps=3, keep_steps=(1, 3)) for batch in (targets, moved)]
-    assert torch.equal(runs[0].coefficients.identity, runs[1].coefficients.identity)
+    seen = [refine_reconstruction(model, camera, start, batch, config.losses, None, steps=3)
+            for batch in (targets, moved)]
+    # Two runs on the same data differ by float32 rounding (~1e-8 here): multi-threaded BLAS reductions are not
+    # bitwise reproducible from run to run. The held-out view's change stays at that level, while the same change
+    # in a view that takes part moves the shape by orders of magnitude more.
+    ignored = (runs[0].coefficients.identity - runs[1].coefficients.identity).abs().max().item()
+    used = (seen[0].coefficients.identity - seen[1].coefficients.identity).abs().max().item()
+    assert ignored < 1e-6 and used > 1e-3, (ignored, used)
     assert torch.equal(runs[0].snapshots[3].identity, runs[0].coefficients.identity)
     assert not torch.equal(runs[0].snapshots[1].identity, runs[0].snapshots[3].identity)
     with pytest.raises(ValueError, match="keep_steps"):

@@ -1,8 +1,11 @@
-# Two entry points (see README.md): `make main` runs every notebook (cpu profile), `make test` runs the tests.
+# Entry points (see README.md): `make main` runs every notebook (cpu profile), `make test` runs the tests,
+# `make lab` opens the notebooks in JupyterLab, `make notebooks` syncs each notebook pair and strips outputs.
 PROFILE ?= cpu
-PY := .venv/bin/python
+PY ?= .venv/bin/python
+LAB_PORT ?= 8888
+NOTEBOOKS ?= $(wildcard notebooks/[0-9][0-9]_*.ipynb)
 
-.PHONY: setup main smoke test benchmarks
+.PHONY: setup main smoke test benchmarks lab notebooks
 setup:
 	bash scripts/setup.sh
 
@@ -17,3 +20,13 @@ test: setup
 
 benchmarks: setup
 	for bench in benchmarks/bench_*.py; do $(PY) $$bench || exit 1; done
+
+# JupyterLab on notebooks/ with the workbook's kernel, on this machine only (127.0.0.1; the URL it prints has the token).
+lab: setup
+	$(PY) -m jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# After editing a notebook outside JupyterLab (either file of a pair): the newer file of each pair wins, the other is
+# rewritten; outputs and execution counts are stripped from the .ipynb (JupyterLab saves them while you work).
+notebooks:
+	$(PY) -m jupytext --quiet --sync $(NOTEBOOKS)
+	$(PY) -m nbstripout --keep-id $(NOTEBOOKS)

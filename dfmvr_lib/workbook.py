@@ -8,10 +8,12 @@ the DF-MVR run of notebook 03 of a profile, under one data folder (``data_dir``,
   finished).
 
 Each call prints nothing and trains nothing that is already finished, so every notebook can start with them.
+:func:`experiment_setup` is the common start of the experiment notebooks 04-08 (the tables).
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import WorkbookConfig
@@ -74,5 +76,55 @@ def notebook_03_runs(config: WorkbookConfig, data_dir: str | os.PathLike, progre
     return runs
 
 
-__all__ = ["MAIN_PRESET", "benchmark", "dataset_dir", "notebook_03_run", "notebook_03_runs", "parser_run",
-           "runs_dir"]
+@dataclass
+class ExperimentSetup:
+    """What every table notebook (04-08) starts from (:func:`experiment_setup`).
+
+    config: the profile's configuration; figures, tables: ``results_dir``'s figure and table folders; model: the
+    reconstruction's face model; pixelface_root: the pixelface-like benchmark; parser_run: notebook 02's parser
+    run; comparison_seeds: the seeds of the comparison tables (``experiments.comparison_seeds`` of ``config.seeds``;
+    the ablation uses every seed); common: the keyword arguments every ``run_table`` call shares (profile, parser
+    run, seeds, runs folder, trainings side by side).
+    """
+
+    config: WorkbookConfig
+    figures: Path
+    tables: Path
+    model: object
+    pixelface_root: Path
+    parser_run: object
+    comparison_seeds: tuple
+    common: dict
+
+    def summary(self) -> str:
+        """One line: seeds, training steps per run, trainings side by side and the precision."""
+        from .precision import precision_note
+
+        experiments, training = self.config.experiments, self.config.training
+        return (f"seeds {self.comparison_seeds} (ablation: {self.config.seeds}), "
+                f"{experiments.training_steps or training.steps} training steps per run, "
+                f"{experiments.parallel_trainings} trainings side by side; {precision_note(training.precision)}")
+
+
+def experiment_setup(profile: str, results_dir: str | os.PathLike, data_dir: str | os.PathLike) -> ExperimentSetup:
+    """The profile's configuration, output folders, face model, pixelface-like benchmark and parser run (each
+    generated or trained when missing, see :func:`benchmark` and :func:`parser_run`), and the arguments that the
+    tables' ``run_table`` calls share."""
+    from .config import get_config
+    from .face_model.factory import load_face_model
+    from .provenance import results_paths
+
+    config = get_config(profile)
+    figures, tables = results_paths(results_dir)
+    parser = parser_run(config, data_dir)
+    seeds = config.seeds[:config.experiments.comparison_seeds]
+    common = dict(profile=profile, parser_run_dir=parser.run_dir, seeds=seeds,
+                  runs_root=runs_dir(data_dir, "reconstruction"),
+                  parallel_trainings=config.experiments.parallel_trainings)
+    return ExperimentSetup(config=config, figures=figures, tables=tables, model=load_face_model(config.face_model),
+                           pixelface_root=benchmark(config, data_dir, MAIN_PRESET), parser_run=parser,
+                           comparison_seeds=seeds, common=common)
+
+
+__all__ = ["MAIN_PRESET", "ExperimentSetup", "benchmark", "dataset_dir", "experiment_setup", "notebook_03_run",
+           "notebook_03_runs", "parser_run", "runs_dir"]

@@ -1,6 +1,7 @@
 """Notebook 09 as a user meets it: JupyterLab on 127.0.0.1, headless Chromium (Debian's chromium + chromium-driver,
 driven by selenium), every cell run in the smoke profile, one slider of the coefficient explorer moved (the rendered
-image must change), the plotly 3D mesh widget drawn (a WebGL canvas with pixels on it), a screenshot saved, the
+image must change), the plotly 3D mesh widget drawn (a WebGL canvas with pixels on it), an edit saved through
+JupyterLab's own save path (it must reach the jupytext twin and survive ``make notebooks``), a screenshot saved, the
 server shut down. Set ``DFMVR_SCREENSHOT_DIR`` to keep the screenshot (the committed one is
 ``results/figures/browser_notebook_09.png``)."""
 import base64
@@ -47,6 +48,7 @@ def smoke_copy(folder: Path) -> Path:
          "photos_dir": ""})
     path = folder / NOTEBOOK.name
     path.write_text(json.dumps(notebook))
+    shutil.copy(NOTEBOOK_DIR / "jupytext.toml", folder / "jupytext.toml")      # paired as in notebooks/
     return path
 
 
@@ -203,6 +205,22 @@ def check_notebook_09(lab, browser, tmp_path):
     after = wait_for(lambda: (image := explorer_image(browser)) != before and image, 60,
                      "the explorer's image to change after the slider moved")
     assert base64.b64decode(after.split(",", 1)[1]) != base64.b64decode(before.split(",", 1)[1])
+
+    # an edit saved through JupyterLab's own save path reaches the text twin, survives `make notebooks` (which
+    # strips the outputs of the run above) and is in the .ipynb that papermill runs
+    marker = 'print("edited in JupyterLab")'
+    browser.execute_script(f"""
+const panel = window.jupyterapp.shell.currentWidget;
+panel.content.widgets.filter(c => c.model.type === 'code').pop().model.sharedModel.setSource({json.dumps(marker)});
+return window.jupyterapp.commands.execute('docmanager:save');""")
+    twin = path.with_suffix(".py")
+    wait_for(lambda: twin.is_file() and marker in twin.read_text(), 30, "the save to reach the .py twin")
+    subprocess.run(["make", "-s", "-C", str(NOTEBOOK_DIR.parent), "notebooks", f"NOTEBOOKS={path}",
+                    f"PY={sys.executable}"], check=True)
+    saved = json.loads(path.read_text())
+    code = [c for c in saved["cells"] if c["cell_type"] == "code"]
+    assert "".join(code[-1]["source"]) == marker and not any(c["outputs"] for c in code)
+    assert marker in twin.read_text()
 
     browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", plot[0])
     time.sleep(1)

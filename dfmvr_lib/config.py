@@ -257,6 +257,32 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class SlurmConfig:
+    """How a table's missing training runs are submitted to SLURM when ``experiments.executor`` is ``"slurm"``
+    (through ``submitit``; a job array, one run per job; :mod:`dfmvr_lib.experiments.executors`).
+
+    ``folder``: where submitit writes its job files and logs (None = ``<runs_root>/../submitit``; a job's log
+    is ``<job id>_0_log.err`` there); ``partition``: the SLURM partition (None = the cluster's default);
+    ``gpus_per_job``: GPUs requested per job (0 by default: the reconstruction training of
+    :func:`dfmvr_lib.experiments.tables.train_method` runs on the CPU today); ``cpus_per_task``: CPUs per job
+    (also the job's torch threads); ``timeout_minutes``: the job's time limit (a job stopped at its limit or
+    pre-empted is requeued up to three times and resumes from its run's last checkpoint); ``mem_gb``: memory per
+    job in GB (None = the partition's default); ``extra_parameters``: further ``#SBATCH`` options, e.g.
+    ``{"account": "my_account", "qos": "high"}`` (submitit's ``slurm_additional_parameters``). None of these is
+    part of any run key. Each field can also be set from the environment, ``DFMVR_SLURM_<FIELD>`` (e.g.
+    ``DFMVR_SLURM_PARTITION=gpu``, ``DFMVR_SLURM_EXTRA_PARAMETERS='{"account": "x"}'``, a JSON object;
+    :func:`dfmvr_lib.experiments.executors.executor_settings`)."""
+
+    folder: str | None = None
+    partition: str | None = None
+    gpus_per_job: int = 0
+    cpus_per_task: int = 4
+    timeout_minutes: int = 24 * 60
+    mem_gb: int | None = None
+    extra_parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """Settings of the experiment notebooks (04-08) that are not training settings: the loss weights swept in the
     sensitivity study (Fig. 11: ``photo_weights`` first, then ``mask_weights`` at the best photo weight) and the
@@ -267,7 +293,18 @@ class ExperimentConfig:
     them. ``test_samples``: the first this-many test triplets are evaluated (None = the whole test split).
     ``training_steps``: the training length of every run of the experiment notebooks (None = ``training.steps``,
     the length notebook 03 trains): the cpu profile gives notebook 03 a longer schedule than the ~20 runs of the
-    tables can each have inside the main job's time budget."""
+    tables can each have inside the main job's time budget.
+
+    ``executor``: how the missing training runs of a table are run (:mod:`dfmvr_lib.experiments.executors`):
+    ``"processes"`` (the default: ``parallel_trainings`` worker processes side by side, in-process when it is 1
+    or when one run is missing), ``"inline"`` (always in this process, one after the other), ``"slurm"`` (a SLURM
+    job array through submitit, one run per job, with the ``slurm`` settings, :class:`SlurmConfig`) or ``"local"``
+    (submitit's local executor: the same path as ``"slurm"`` in local subprocesses, for tests). Not part of any
+    run key: the runs land in the same keyed run directories whichever executor trains them. Notebooks pick it
+    up from the environment without being edited: ``DFMVR_EXECUTOR=slurm`` (and ``DFMVR_SLURM_<FIELD>``, see
+    :class:`SlurmConfig`) override the profile's values where the runs are trained (``train_methods`` /
+    ``run_table``, :func:`dfmvr_lib.experiments.executors.executor_settings`; :func:`get_config` itself returns
+    the profile's values)."""
 
     photo_weights: tuple[float, ...] = (1.0, 2.0, 4.0, 6.0, 8.0)
     mask_weights: tuple[float, ...] = (0.0, 1.0, 3.0, 5.0)
@@ -276,6 +313,8 @@ class ExperimentConfig:
     comparison_seeds: int = 3
     test_samples: int | None = None
     training_steps: int | None = None
+    executor: str = "processes"
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
 
 @dataclass(frozen=True)

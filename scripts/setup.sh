@@ -30,6 +30,16 @@ fi
 echo "[setup] installing torch (CPU build, pinned) and the workbook"
 .venv/bin/python -m pip install -q -c constraints.txt torch==2.13.0
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+# pytorch3d, for the pytorch3d-backend parity tests in tests/test_renderer.py ONLY: nothing in the library needs it
+# (backend="pytorch3d" is optional). A development checkout has a CPU wheel in ../shared/wheels, built for exactly
+# torch 2.13.0 on CPython 3.11 (../shared/wheels/README.md); a user's clone has none, and the tests then skip.
+# Skipped when pytorch3d already imports, or when the wheel does not fit this venv's torch / Python.
+wheels=(../shared/wheels/pytorch3d-*.whl)
+if [ -e "${wheels[0]}" ] && ! .venv/bin/python -c "import pytorch3d" >/dev/null 2>&1 \
+   && .venv/bin/python -c "import sys, torch; sys.exit(not (torch.__version__.split('+')[0] == '2.13.0' and sys.version_info[:2] == (3, 11)))"; then
+  echo "[setup] installing pytorch3d from ${wheels[0]} (parity tests only)"
+  .venv/bin/python -m pip install -q -c constraints.txt "${wheels[0]}"
+fi
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (dfmvr-workbench)" >/dev/null
 # open3d-cpu pulls in dash, whose JupyterLab source extension makes every JupyterLab start ask for a rebuild (which
 # needs node and the network); the workbook does not use dash, so its source extension is removed from .venv.

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 from scipy import stats
 
 from ..camera import PerspectiveCamera
+from ..config import ExperimentConfig
 from ..face_model.factory import load_face_model
 from ..precision import resolve_precision
 from .methods import is_single_image, method_config
@@ -39,20 +39,18 @@ def _mask_parser(config, parser_run_dir):
 
 
 def _train_job(job: tuple) -> str:
-    """Worker of :func:`train_methods`: train one (method, seed) with ``threads`` torch threads, return its run dir."""
-    import torch
-
-    import numba
+    """Train one ``(profile, method, dataset_root, parser_run_dir, seed, runs_root, overrides, threads)`` job with
+    ``threads`` torch threads, return its run dir (the former worker of :func:`train_methods`, kept for callers;
+    the executors run :func:`dfmvr_lib.experiments.executors.train_run`)."""
+    from .executors import RunJob, train_run
 
     profile, method, dataset_root, parser_run_dir, seed, runs_root, overrides, threads = job
-    torch.set_num_threads(threads)
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))     # the renderer's parallel kernels
-    run = train_method(profile, method, dataset_root, parser_run_dir, seed, runs_root, overrides, progress=False)
-    return str(run.run_dir)
+    return train_run(RunJob(profile, method, seed, overrides, str(dataset_root),
+                            str(parser_run_dir) if parser_run_dir is not None else None, str(runs_root)), threads)
 
 
 def train_methods(jobs: Sequence[tuple], *, profile: str, dataset_root, parser_run_dir, runs_root, workers: int = 1,
-                  progress: bool = True) -> list[str]:
+                  progress: bool = True, executor: str | ExperimentConfig | None = None) -> list[str]:
     """Train (or reuse) several ``(method, seed, overrides)`` runs, ``workers`` at a time in separate processes.
 
     A job may name its own benchmark as a fourth item, ``(method, seed, overrides, dataset_root)`` (default the
@@ -61,47 +59,47 @@ def train_methods(jobs: Sequence[tuple], *, profile: str, dataset_root, parser_r
     trainings side by side do 1.75x the steps of one two-thread training (results/benchmarks/learning.md), so
     the cpu profile trains two at a time. Runs already finished are reused without starting a process; an
     interrupted run resumes from its checkpoint as usual. Returns the run directories in ``jobs`` order.
+
+    ``executor``: where the missing runs train (:mod:`dfmvr_lib.experiments.executors`): ``"processes"``
+    (``workers`` processes; in this process when ``workers`` is 1 or one run is missing), ``"inline"``,
+    ``"slurm"`` (a submitit job array with the profile's ``experiments.slurm`` settings) or ``"local"``
+    (submitit's local executor), or a whole ``experiments`` section (:class:`dfmvr_lib.config.ExperimentConfig`,
+    its executor and SLURM settings). Default: the profile's ``experiments.executor`` and ``experiments.slurm``
+    with the environment's overrides (``DFMVR_EXECUTOR``, ``DFMVR_SLURM_<FIELD>``:
+    :func:`dfmvr_lib.experiments.executors.executor_settings`). The executor is not part of any run key.
     """
-    import multiprocessing
+    import dataclasses
 
-    import torch
-    from tqdm.auto import tqdm
+    from ..config import ExperimentConfig, get_config
+    from .executors import RunJob, describe, executor_settings, out_of_process, submit_runs, validate_settings
 
-    from ..runs import run_hash
-    from ..training.loop import DONE, run_key
-
-    def expand(job) -> tuple:
-        method, seed, overrides, *rest = job
-        return method, seed, overrides, str(rest[0] if rest else dataset_root)
-
-    def run_directory(method: str, seed: int, overrides, root) -> Path:
-        config = method_config(profile, method, seed, overrides)
-        return Path(runs_root) / run_hash(run_key(config, root, _mask_parser(config, parser_run_dir)))
-
-    jobs = [expand(job) for job in jobs]
-    threads = max(1, torch.get_num_threads() // max(1, workers))
-    todo = [(profile, method, root, str(parser_run_dir) if parser_run_dir is not None else None, seed,
-             str(runs_root), overrides, threads)
-            for method, seed, overrides, root in dict.fromkeys(
-                (m, s, tuple(sorted((o or {}).items())), r) for m, s, o, r in jobs)
-            if not (run_directory(method, seed, dict(overrides) or None, root) / DONE).is_file()]
-    todo = [(p, m, r, pr, s, rr, dict(o) or None, t) for p, m, r, pr, s, rr, o, t in todo]
-    if todo:
-        print(f"training {len(todo)} runs ({workers} side by side, {threads} thread(s) each): "
-              + ", ".join(f"{job[1]} seed {job[4]}" + (f" {job[6]}" if job[6] else "") for job in todo), flush=True)
-    if workers > 1 and len(todo) > 1 and parser_run_dir is not None:
-        for root in dict.fromkeys(job[2] for job in todo):     # once here, not in each worker
-            prepare_parser_masks(root, parser_run_dir, progress)
-    if workers > 1 and len(todo) > 1:
-        context = multiprocessing.get_context("spawn")     # fresh interpreters: no forked OpenMP / numba state
-        with context.Pool(min(workers, len(todo))) as pool:
-            for _ in tqdm(pool.imap_unordered(_train_job, todo), total=len(todo), disable=not progress,
-                          desc=f"training {len(todo)} runs, {workers} at a time"):
-                pass
+    if isinstance(executor, ExperimentConfig):
+        settings = executor
     else:
-        for job in todo:
-            train_method(*job[:7], progress=progress)
-    return [str(run_directory(method, seed, overrides, root)) for method, seed, overrides, root in jobs]
+        settings = executor_settings(get_config(profile).experiments)
+        if executor is not None:
+            settings = dataclasses.replace(settings, executor=executor)
+    settings = validate_settings(dataclasses.replace(settings, parallel_trainings=workers))
+
+    parser = str(parser_run_dir) if parser_run_dir is not None else None
+
+    def run_job(job) -> RunJob:
+        method, seed, overrides, *rest = job
+        return RunJob(profile, method, seed, overrides, str(rest[0] if rest else dataset_root), parser,
+                      str(runs_root))
+
+    jobs = [run_job(job) for job in jobs]
+    todo = [job for job in {(job.method, job.seed, tuple(sorted((job.overrides or {}).items())),
+                             job.dataset_root): job for job in jobs}.values() if not job.finished()]
+    todo = [dataclasses.replace(job, overrides=dict(job.overrides or {}) or None) for job in todo]
+    if todo:
+        print(f"training {len(todo)} runs ({describe(settings, len(todo), runs_root)}): "
+              + ", ".join(job.label for job in todo), flush=True)
+    if out_of_process(settings, len(todo)) and parser_run_dir is not None:
+        for root in dict.fromkeys(job.dataset_root for job in todo):     # once here, not in each worker
+            prepare_parser_masks(root, parser_run_dir, progress)
+    submit_runs(todo, settings, progress=progress)
+    return [str(job.run_dir()) for job in jobs]
 
 
 def prepare_parser_masks(dataset_root, parser_run_dir, progress: bool = True) -> None:
@@ -212,13 +210,15 @@ class RowSpec:
 
 def run_table(table: str, setting: str, specs: Sequence[RowSpec], *, profile: str, dataset_root, parser_run_dir,
               seeds: Sequence[int], runs_root, test_set: TestSet, parallel_trainings: int = 1,
-              reference_rows: bool = True,
-              progress: bool = True) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+              reference_rows: bool = True, progress: bool = True,
+              executor: str | ExperimentConfig | None = None) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Train / reuse and evaluate every row of a table; returns ``(summary rows, {spec.key: per-sample errors})``.
 
-    The missing training runs of the whole table are trained first, ``parallel_trainings`` at a time
-    (:func:`train_methods`). Rows whose input views are not all three say which views the network saw in
-    ``test_input`` (e.g. ``"fused, views B"``). Every row of a trained method carries the paired comparison with
+    The missing training runs of the whole table are trained first, ``parallel_trainings`` at a time, by the
+    profile's executor (``experiments.executor``, e.g. ``DFMVR_EXECUTOR=slurm`` in the environment) or the
+    ``executor`` given (:func:`train_methods`); the results are then read from the keyed run directories. Rows
+    whose input views are not all three say which views the network saw in ``test_input`` (e.g.
+    ``"fused, views B"``). Every row of a trained method carries the paired comparison with
     the mean face on the same test triplets (``vs_mean_face_mm``: mean rmse difference, negative = better;
     ``p_vs_mean_face``: Wilcoxon signed-rank p-value; errors averaged over seeds per triplet) and the run
     directories it was evaluated from (``run_dirs``). Rows of methods trained with inputs the paper's method does
@@ -230,7 +230,7 @@ def run_table(table: str, setting: str, specs: Sequence[RowSpec], *, profile: st
                               for spec in specs for seed in seeds))
     train_methods([(method, seed, dict(overrides) or None) for method, seed, overrides in jobs], profile=profile,
                   dataset_root=dataset_root, parser_run_dir=parser_run_dir, runs_root=runs_root,
-                  workers=parallel_trainings, progress=progress)
+                  workers=parallel_trainings, progress=progress, executor=executor)
     mean_face = evaluate_mean_face(profile, test_set, progress)
     rows, errors = [], {}
     for spec in specs:

@@ -24,6 +24,12 @@ CelebAMask-HQ path):
 
 An interrupted run resumes from ``checkpoint.pt``. Batches and augmentations are drawn from a generator seeded by
 (seed, step), so a resumed run reaches the same weights as an uninterrupted one (on CPU).
+
+Several processes (torchrun, :mod:`dfmvr_lib.distributed`): the global batch of ``batch_size`` images (divisible by
+the world size) is drawn and augmented as in one process and rank r trains on its chunk r, the model wrapped in
+DistributedDataParallel (SyncBatchNorm on CUDA); the soft Dice term sums its pixel counts over all ranks, so it is
+the global batch's; rank 0 alone writes the run files (same run folder as one process). ``ohem_fraction`` > 0 picks
+the hardest pixels per rank (an approximation of the global selection).
 """
 from __future__ import annotations
 
@@ -43,6 +49,8 @@ from PIL import Image
 from ..config import WorkbookConfig
 from ..data.sample import VIEW_NAMES
 from ..data.synthetic import load_manifest
+from ..distributed import (barrier, local_slice, mean_over_ranks, rank_and_world, sync_batch_norm,
+                           wrap_model)
 from ..precision import autocast, precision_note, resolve_precision
 from ..provenance import REPOSITORY_ROOT
 from ..runs import done_record, read_dataset_settings, run_hash, save_torch, training_commits, write_csv, write_json
@@ -124,11 +132,24 @@ def _full_precision(logits: torch.Tensor) -> torch.Tensor:
 
 def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
     """Batch soft Dice loss: mean over classes k of 1 - (2 sum p_k y_k + eps) / (sum p_k + sum y_k + eps), sums over
-    all pixels of the batch, p = softmax(logits), y = one-hot labels (all classes, absent ones included)."""
+    all pixels of the batch, p = softmax(logits), y = one-hot labels (all classes, absent ones included). On several
+    processes (with gradients on) the sums run over the global batch (a differentiable all-reduce): the loss is the
+    global batch's on every rank; the all-reduce's backward sums the ranks' gradients (world x the gradient) and
+    DistributedDataParallel's average divides by the world size again, so the gradient is the global batch's."""
     probabilities = torch.softmax(_full_precision(logits), dim=1)
     one_hot = F.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2).to(probabilities.dtype)
     intersection = (probabilities * one_hot).sum(dim=(0, 2, 3))
     total = probabilities.sum(dim=(0, 2, 3)) + one_hot.sum(dim=(0, 2, 3))
+    world = rank_and_world()[1]
+    if world > 1 and torch.is_grad_enabled():
+        import warnings
+
+        from torch.distributed.nn.functional import all_reduce
+
+        with warnings.catch_warnings():     # torch 2.13 deprecates it, but its suggested replacement has no autograd
+            warnings.simplefilter("ignore", FutureWarning)
+            sums = all_reduce(torch.cat([intersection, total]))
+        intersection, total = sums[:intersection.shape[0]], sums[intersection.shape[0]:]
     return (1.0 - (2.0 * intersection + eps) / (total + eps)).mean()
 
 
@@ -188,7 +209,8 @@ def load_run_model(run_dir: str | os.PathLike) -> BiSeNet:
 def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run_dir: str | os.PathLike | None = None,
                     progress: bool = True, *, celebamask_root: str | os.PathLike | None = None,
                     runs_root: str | os.PathLike | None = None, stop_after: int | None = None,
-                    images: SyntheticParsingImages | None = None) -> ParserRun:
+                    images: SyntheticParsingImages | None = None,
+                    device: str | torch.device = "cpu") -> ParserRun:
     """Pretrain (or reuse / resume) the face parser for ``config`` on the benchmark at ``dataset_root``.
 
     Args:
@@ -201,6 +223,7 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
         stop_after: stop after this many steps of this call without finishing (simulates an interruption: only
             what the last checkpoint saved survives).
         images: preloaded train images (skips reading the benchmark).
+        device: training device (the run key does not depend on it).
     """
     from tqdm.auto import tqdm
 
@@ -215,23 +238,29 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
         metrics = pd.read_csv(run_dir / METRICS) if (run_dir / METRICS).is_file() else pd.DataFrame()
         return ParserRun(run_dir, load_run_model(run_dir), metrics, reused=True, resumed_from=parser_config.steps,
                          seconds=0.0)
-    write_json(key, run_dir / RUN_INFO)
+    rank, world = rank_and_world()
+    part = local_slice(parser_config.batch_size, "parser.batch_size") if world > 1 else None
+    main = rank == 0
+    if main:
+        write_json(key, run_dir / RUN_INFO)
     precision = key["precision"]
-    if progress:
+    if progress and main:
         print(f"parser: {precision_note(parser_config.precision)}")
 
     torch.manual_seed(config.seed)
-    model = build_parser(parser_config)
+    model = build_parser(parser_config).to(device)
+    model = sync_batch_norm(model, device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=parser_config.learning_rate,
                                   weight_decay=parser_config.weight_decay)
     start, rows, seconds_before, state = 0, [], 0.0, None
     if (run_dir / CHECKPOINT).is_file():
-        state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+        state = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         start, rows = state["step"], state["metrics"]
         seconds_before = rows[-1]["seconds"] if rows else 0.0
     commits = training_commits(state.get("git_commits") if state else None, resumed=state is not None)
+    trained = wrap_model(model, device)         # DistributedDataParallel on several processes
     data = images if images is not None else SyntheticParsingImages(dataset_root, "train")
     celeb = None
     if celebamask_root:
@@ -239,14 +268,18 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
         celeb = CelebAMaskDataset(celebamask_root, image_size=config.image_size)
 
     def checkpoint(step: int) -> None:
+        if not main:
+            barrier()
+            return
         save_torch({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
                      "metrics": rows, "git_commits": commits}, run_dir / CHECKPOINT)
         write_csv(rows, run_dir / METRICS, METRIC_COLUMNS)
+        barrier()
 
     model.train()
     began = time.perf_counter()
     bar = tqdm(range(start, parser_config.steps), initial=start, total=parser_config.steps, desc="parser",
-               disable=not progress)
+               disable=not (progress and main))
     done_here = 0
     for step in bar:
         if stop_after is not None and done_here >= stop_after:
@@ -263,18 +296,22 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
             labels = torch.cat([labels, extra_labels])
         if parser_config.augment:
             images_batch, labels = augment_batch(images_batch, labels, generator)
+        if part is not None:        # the global batch with its draws as in one process, then this rank's chunk
+            images_batch, labels = images_batch[part], labels[part]
+        if torch.device(device).type != "cpu":
+            images_batch, labels = images_batch.to(device), labels.to(device)
         lr = learning_rate(parser_config, step)
         for group in optimiser.param_groups:
             group["lr"] = lr
         with autocast(precision):
-            outputs = model(images_batch, aux=True)
+            outputs = trained(images_batch, aux=True)
         loss = parser_loss(outputs, labels, parser_config.aux_weight, getattr(parser_config, "dice_weight", 0.0),
                            getattr(parser_config, "ohem_fraction", 0.0))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         done_here += 1
-        loss_value = loss.item()
+        loss_value = mean_over_ranks({"loss": loss.item()})["loss"]
         rows.append({"step": step + 1, "loss": loss_value, "lr": lr,
                      "seconds": seconds_before + time.perf_counter() - began})
         bar.set_postfix(loss=f"{loss_value:.3f}")
@@ -282,11 +319,16 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
             checkpoint(step + 1)
     bar.close()
     model.eval()
+    if not main:
+        barrier()
+        return ParserRun(run_dir, model, pd.DataFrame(rows, columns=list(METRIC_COLUMNS)), reused=False,
+                         resumed_from=start, seconds=time.perf_counter() - began)
     save_torch({"model": model.state_dict(), "num_classes": model.num_classes, "width": model.width,
                  "internal_scale": model.internal_scale, "refine": model.refine is not None,
                  "detail": model.detail_channels, "channels_last": model.channels_last}, run_dir / FINAL)
     metrics = write_csv(rows, run_dir / METRICS, METRIC_COLUMNS)
     write_json(done_record(parser_config.steps, rows[-1]["seconds"] if rows else 0.0, commits), run_dir / DONE)
+    barrier()
     return ParserRun(run_dir, model, metrics, reused=False, resumed_from=start,
                      seconds=time.perf_counter() - began)
 

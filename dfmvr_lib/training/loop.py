@@ -19,6 +19,11 @@ configuration sections the run depends on, the dataset's generator settings and 
 
 Batches, augmentation and view dropping are drawn from generators seeded by (seed, step) and the data position is
 the step, so a resumed run takes the same batches as an uninterrupted one.
+
+Several processes (torchrun, :mod:`dfmvr_lib.distributed`): each step's global batch (``training.batch_size``,
+divisible by the world size) is made as in one process and rank r trains on its chunk r; the network is wrapped in
+DistributedDataParallel (SyncBatchNorm on CUDA); losses logged are the mean over the ranks; rank 0 alone writes the
+run files, the same files in the same run folder as a one-process run.
 """
 from __future__ import annotations
 
@@ -34,12 +39,15 @@ import torch
 
 from ..camera import PerspectiveCamera
 from ..config import WorkbookConfig
+from ..distributed import (all_finite, barrier, local_slice, mean_over_ranks, rank_and_world, sync_batch_norm,
+                           wrap_model)
 from ..face_model.factory import load_face_model
 from ..precision import precision_note, resolve_precision
 from ..provenance import REPOSITORY_ROOT
 from ..runs import (done_record, read_dataset_settings, run_hash, save_torch, settle_thread_pools, training_commits,
                     write_csv, write_json)
-from .data import TripletTensors, batch_indices, make_batch, step_generator, synthetic_meshes, synthetic_triplets
+from .data import (TrainingBatch, TripletTensors, batch_indices, make_batch, step_generator, synthetic_meshes,
+                   synthetic_triplets)
 from .forward import batch_loss, reconstruct
 from .input_masks import with_input_masks
 from .landmark_noise import with_landmark_noise
@@ -153,6 +161,13 @@ def load_trained_network(run_dir: str | os.PathLike, device: str | torch.device 
     return network.eval(), config
 
 
+def _chunk(batch: TrainingBatch, part: slice, device) -> TrainingBatch:
+    """Samples ``part`` of ``batch`` on ``device``."""
+    return TrainingBatch(**{field.name: None if getattr(batch, field.name) is None
+                            else getattr(batch, field.name)[part].to(device)
+                            for field in dataclasses.fields(TrainingBatch)})
+
+
 def _load_parser(parser_run_dir: str | os.PathLike | None, device) -> torch.nn.Module | None:
     if parser_run_dir is None:
         return None
@@ -205,11 +220,15 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
         read = lambda name: pd.read_csv(run_dir / name) if (run_dir / name).is_file() else pd.DataFrame()  # noqa
         return TrainingRun(run_dir, network, saved_config, read(METRICS), read(VALIDATION), reused=True,
                            resumed_from=training.steps, seconds=0.0)
-    write_json(key, run_dir / RUN_INFO)
+    rank, world = rank_and_world()
+    part = local_slice(training.batch_size) if world > 1 else None
+    main = rank == 0
+    if main:
+        write_json(key, run_dir / RUN_INFO)
 
     precision = key["precision"]
     config = resolve_pose_start(config, dataset_root)
-    if progress:
+    if progress and main:
         print(f"{description}: {precision_note(training.precision, torch.device(device).type)}")
     torch.manual_seed(config.seed)
     model = load_face_model(config.face_model).to(device)
@@ -217,6 +236,7 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
     network = build_network(config).to(device)
     if training.channels_last:
         network = network.to(memory_format=torch.channels_last)
+    network = sync_batch_norm(network, device)
     parser = _load_parser(parser_run_dir, device)
     optimiser = torch.optim.Adam(network.parameters(), lr=training.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: learning_rate_factor(training, step))
@@ -230,6 +250,7 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
         start, rows, validation_rows = state["step"], state["metrics"], state["validation"]
         seconds_before = rows[-1]["seconds"] if rows else 0.0
     commits = training_commits(state.get("git_commits") if state else None, resumed=state is not None)
+    trained = wrap_model(network, device)       # DistributedDataParallel around the network on several processes
 
     data = train_data if train_data is not None else synthetic_triplets(dataset_root, "train", progress)
     data = with_input_masks(data, training.input_masks, dataset_root, "train", parser_run_dir, progress)
@@ -251,7 +272,7 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
         return seconds_before + time.perf_counter() - began - paused[0]
 
     def validate(step: int) -> None:
-        if validation_data is None:
+        if validation_data is None or not main:
             return
         started = time.perf_counter()
         table = vertex_error_table(network, model, camera, validation_data, meshes, batch_size=training.batch_size,
@@ -262,6 +283,9 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
                                 **summarise_vertex_errors(table)})
 
     def checkpoint(step: int) -> None:
+        if not main:
+            barrier()
+            return
         save_torch({"model": network.state_dict(), "optimiser": optimiser.state_dict(),
                     "scheduler": scheduler.state_dict(), "step": step, "metrics": rows,
                     "validation": validation_rows, "rng": torch.get_rng_state(), "git_commits": commits},
@@ -269,12 +293,13 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
         write_csv(rows, run_dir / METRICS, METRIC_COLUMNS)
         if validation_rows:
             write_csv(validation_rows, run_dir / VALIDATION)
+        barrier()
 
     mask_start = int(round(config.losses.mask_start_fraction * training.steps))
     network.train()
     began = time.perf_counter()
     bar = tqdm(range(start, training.steps), initial=start, total=training.steps, desc=description,
-               disable=not progress)
+               disable=not (progress and main))
     done_here = 0
     for step in bar:
         if stop_after is not None and done_here >= stop_after:
@@ -283,21 +308,25 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
                                reused=False, resumed_from=start, seconds=time.perf_counter() - began, finished=False)
         generator = step_generator(config.seed, step)
         indices = batch_indices(len(data), training.batch_size, step, config.seed)
-        batch = make_batch(data, indices, generator, colour_augment=training.colour_augment,
-                           single_view_mode=training.single_view_mode, device=device)
+        if part is None:
+            batch = make_batch(data, indices, generator, colour_augment=training.colour_augment,
+                               single_view_mode=training.single_view_mode, device=device)
+        else:       # the global batch with its draws as in one process, then this rank's chunk
+            batch = _chunk(make_batch(data, indices, generator, colour_augment=training.colour_augment,
+                                      single_view_mode=training.single_view_mode), part, device)
         lr = optimiser.param_groups[0]["lr"]
-        prediction = reconstruct(network, model, camera, batch.network_images, batch.network_parse_maps,
+        prediction = reconstruct(trained, model, camera, batch.network_images, batch.network_parse_maps,
                                  precision=precision)
         terms = batch_loss(config.losses, prediction, batch, model, parser, mask_active=step >= mask_start,
                            camera=camera)
-        if not torch.isfinite(terms.total):
+        if not all_finite(terms.total):
             raise FloatingPointError(f"{description}: non-finite loss at step {step + 1}: {terms.values()}")
         optimiser.zero_grad(set_to_none=True)
         terms.total.backward()
         optimiser.step()
         scheduler.step()
         done_here += 1
-        values = terms.values()
+        values = mean_over_ranks(terms.values())
         rows.append({"step": step + 1, **values, "lr": lr, "seconds": train_seconds()})
         bar.set_postfix({name: f"{values[name]:.3g}" for name in ("total", "photo", "mask", "landmark_2d",
                                                                    "landmark_3d")})
@@ -312,10 +341,15 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
     if not validation_rows or validation_rows[-1]["step"] != training.steps:
         validate(training.steps)
     network.eval()
-    save_torch({"model": network.state_dict(), "config": config.to_dict()}, run_dir / FINAL)
-    metrics = write_csv(rows, run_dir / METRICS, METRIC_COLUMNS)
-    validation = write_csv(validation_rows, run_dir / VALIDATION) if validation_rows else pd.DataFrame()
-    write_json(done_record(training.steps, rows[-1]["seconds"] if rows else 0.0, commits), run_dir / DONE)
+    if main:
+        save_torch({"model": network.state_dict(), "config": config.to_dict()}, run_dir / FINAL)
+        metrics = write_csv(rows, run_dir / METRICS, METRIC_COLUMNS)
+        validation = write_csv(validation_rows, run_dir / VALIDATION) if validation_rows else pd.DataFrame()
+        write_json(done_record(training.steps, rows[-1]["seconds"] if rows else 0.0, commits), run_dir / DONE)
+    else:
+        metrics = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+        validation = pd.DataFrame(validation_rows)
+    barrier()
     return TrainingRun(run_dir, network, config, metrics, validation, reused=False, resumed_from=start,
                        seconds=time.perf_counter() - began)
 

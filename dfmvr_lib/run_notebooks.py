@@ -97,24 +97,16 @@ def last_timings(results_dir: Path, profile: str) -> dict[str, float]:
     return timings
 
 
-def format_duration(seconds: float) -> str:
-    """``"45 s"``, ``"5.0 min"`` (under an hour) or ``"1 h 35 min"``."""
+def format_duration(seconds: float, whole_minutes: bool = False) -> str:
+    """``"45 s"``, ``"5.0 min"`` (under an hour; ``"5 min"`` with ``whole_minutes``, what an estimate of the time
+    left is worth) or ``"1 h 35 min"``."""
     seconds = max(0.0, float(seconds))
     if seconds < 60:
         return f"{seconds:.0f} s"
     if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
+        return f"{round(seconds / 60)} min" if whole_minutes else f"{seconds / 60:.1f} min"
     hours, minutes = divmod(round(seconds / 60), 60)
     return f"{hours} h {minutes:02d} min"
-
-
-def _about(seconds: float) -> str:
-    """A time left, rounded to what an estimate is worth: ``"40 s"``, ``"14 min"``, ``"1 h 10 min"``."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{round(seconds / 60):.0f} min"
-    return format_duration(seconds)
 
 
 def job_left_text(remaining: list[str], timings: dict[str, float]) -> str:
@@ -126,9 +118,9 @@ def job_left_text(remaining: list[str], timings: dict[str, float]) -> str:
         return "no earlier timing"
     unknown = len(remaining) - len(known)
     if unknown:
-        return (f"at least {_about(sum(known))} left ({unknown} of {len(remaining)} notebooks without an earlier "
+        return (f"at least {format_duration(sum(known), whole_minutes=True)} left ({unknown} of {len(remaining)} notebooks without an earlier "
                 "timing)")
-    return f"about {_about(sum(known))} left ({len(remaining)} notebook{'s' if len(remaining) != 1 else ''})"
+    return f"about {format_duration(sum(known), whole_minutes=True)} left ({len(remaining)} notebook{'s' if len(remaining) != 1 else ''})"
 
 
 def start_line(index: int, total: int, notebook: str, profile: str, estimate: float | None, job_left: str) -> str:
@@ -160,7 +152,7 @@ def heartbeat_line(notebook: str, elapsed: float, estimate: float | None,
     elif elapsed > estimate:
         text += f", over the last run's time (last run {format_duration(estimate)})"
     else:
-        text += f", about {_about(estimate - elapsed)} left (last run {format_duration(estimate)})"
+        text += f", about {format_duration(estimate - elapsed, whole_minutes=True)} left (last run {format_duration(estimate)})"
     if cell is not None:
         position, count, summary = cell
         text += f", cell {position}/{count}" + (f": {summary}" if summary else "")

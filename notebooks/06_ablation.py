@@ -41,7 +41,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from dfmvr_lib import plots, workbook
-from dfmvr_lib.experiments import (FRONT_ONLY, Claim, RowSpec, claims_markdown, claims_table, comparison_figure,
+from dfmvr_lib.experiments import (Claim, RowSpec, claims_markdown, claims_table, comparison_figure,
                                    load_synthetic_test_set, mean_face_statement, ordering_statement, run_table)
 from dfmvr_lib.provenance import write_table
 

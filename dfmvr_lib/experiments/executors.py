@@ -93,9 +93,9 @@ class RunJob:
         return (self.run_dir() / DONE).is_file()
 
 
-def train_run(job: RunJob, threads: int | None = None) -> str:
+def train_run(job: RunJob, threads: int | None = None, progress: bool = False) -> str:
     """Train (or reuse / resume) ``job``'s run, with ``threads`` torch (and numba) threads when given; returns its
-    run directory. What every executor runs for one job."""
+    run directory. What every executor runs for one job (``progress``: the training's bar, in-process only)."""
     from .tables import train_method
 
     if threads is not None:
@@ -105,7 +105,7 @@ def train_run(job: RunJob, threads: int | None = None) -> str:
         torch.set_num_threads(threads)
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))     # the renderer's parallel kernels
     run = train_method(job.profile, job.method, job.dataset_root, job.parser_run_dir, job.seed, job.runs_root,
-                       job.overrides, progress=False)
+                       job.overrides, progress=progress)
     return str(run.run_dir)
 
 
@@ -346,11 +346,8 @@ def submit_runs(jobs: Sequence[RunJob], settings: ExperimentConfig, *, progress:
                               desc=f"training {len(jobs)} runs, {settings.parallel_trainings} at a time"):
                     pass
         else:
-            from .tables import train_method
-
             for job in jobs:
-                train_method(job.profile, job.method, job.dataset_root, job.parser_run_dir, job.seed, job.runs_root,
-                             job.overrides, progress=progress)
+                train_run(job, progress=progress)
     return [str(job.run_dir()) for job in jobs]
 
 

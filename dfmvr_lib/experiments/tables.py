@@ -38,17 +38,6 @@ def _mask_parser(config, parser_run_dir):
     return parser_run_dir if needs_parser(config) else None
 
 
-def _train_job(job: tuple) -> str:
-    """Train one ``(profile, method, dataset_root, parser_run_dir, seed, runs_root, overrides, threads)`` job with
-    ``threads`` torch threads, return its run dir (the former worker of :func:`train_methods`, kept for callers;
-    the executors run :func:`dfmvr_lib.experiments.executors.train_run`)."""
-    from .executors import RunJob, train_run
-
-    profile, method, dataset_root, parser_run_dir, seed, runs_root, overrides, threads = job
-    return train_run(RunJob(profile, method, seed, overrides, str(dataset_root),
-                            str(parser_run_dir) if parser_run_dir is not None else None, str(runs_root)), threads)
-
-
 def train_methods(jobs: Sequence[tuple], *, profile: str, dataset_root, parser_run_dir, runs_root, workers: int = 1,
                   progress: bool = True, executor: str | ExperimentConfig | None = None) -> list[str]:
     """Train (or reuse) several ``(method, seed, overrides)`` runs, ``workers`` at a time in separate processes.

@@ -1,11 +1,11 @@
-# Entry points (see README.md): `make main` runs every notebook (cpu profile), `make test` runs the tests,
+# Entry points (see README.md): `make main` runs every notebook (cpu profile), `make test` runs the linter and the tests,
 # `make lab` opens the notebooks in JupyterLab, `make notebooks` syncs each notebook pair and strips outputs.
 PROFILE ?= cpu
 PY ?= .venv/bin/python
 LAB_PORT ?= 8888
 NOTEBOOKS ?= $(wildcard notebooks/[0-9][0-9]_*.ipynb)
 
-.PHONY: setup main smoke test benchmarks lab notebooks
+.PHONY: setup main smoke lint test benchmarks lab notebooks
 setup:
 	bash scripts/setup.sh
 
@@ -15,7 +15,12 @@ main: setup
 smoke: setup
 	$(PY) -m dfmvr_lib.run_notebooks --profile smoke --output-dir runs/smoke_notebooks --results-dir runs/smoke_results
 
+# ruff (pycodestyle + pyflakes, configured in pyproject.toml) over the library, tests, benchmarks and notebook twins.
+lint:
+	$(PY) -m ruff check
+
 test: setup
+	$(PY) -m ruff check
 	$(PY) -m pytest -q tests
 
 benchmarks: setup

@@ -152,7 +152,8 @@ def main(argv=None) -> int:
         f"with other jobs, so timings are inflated). Median of {args.runs} runs after a warm-up (minimum in its own "
         "column); the parts are the result's `timings_s` (median per part). GT: a frontal ray-cast scan of the "
         "procedural face (point cloud, 1 mm grid, 0.05 mm noise); prediction: the procedural model (~20k or "
-        "~36k vertices, a mesh unrelated to the scan's grid) with perturbed identity, moved by a similarity. Modes: `default` runs ICP on at most 10k "
+        "~36k vertices, a mesh unrelated to the scan's grid) with perturbed identity, moved by a similarity. "
+        "Modes: `default` runs ICP on at most 10k "
         "cropped GT points, `icp_all_points` on all of them, `no_icp` skips it. Target: < 200 ms per scan. "
         "Produced by `benchmarks/bench_evaluation.py`.",
         "",

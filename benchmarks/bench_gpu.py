@@ -37,7 +37,6 @@ tqdm, pillow, pyyaml); numba is replaced by an inert stub when it does not impor
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import math
 import os
@@ -637,7 +636,8 @@ def environment_lines(device: torch.device, args, budget_s: float) -> list[str]:
             "Written by `benchmarks/bench_gpu.py` (run through `benchmarks/gpu_check.sh`).", "",
             f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
             f"- device: {name}",
-            f"- torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {cudnn}, Python {platform.python_version()}",
+            f"- torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {cudnn}, "
+            f"Python {platform.python_version()}",
             f"- {NUMBA_NOTE}; pytorch3d importable: {pytorch3d_available()}",
             f"- commit: {commit}; time budget {budget_s:.0f} s"]
 

@@ -34,7 +34,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DFMVR_PRECISION", "fp32")
 
+import numba  # noqa: E402
 import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from dfmvr_lib.config import get_config  # noqa: E402
+from dfmvr_lib.data.synthetic import generate_benchmark  # noqa: E402
+from dfmvr_lib.evaluation.ceiling import best_fit_shapes  # noqa: E402
+from dfmvr_lib.face_model.factory import load_face_model  # noqa: E402
+from dfmvr_lib.parsing import pretrain_parser  # noqa: E402
+from dfmvr_lib.plots import save_figure  # noqa: E402
+from dfmvr_lib.precision import precision_note  # noqa: E402
+from dfmvr_lib.provenance import atomic_path, git_commit, write_table  # noqa: E402
+from dfmvr_lib.runs import MAIN_PRESET, VALIDATION, run_columns, runs_dir  # noqa: E402
+from dfmvr_lib.training import aligned_vertex_error_mm, synthetic_meshes, train_reconstruction  # noqa: E402
+from dfmvr_lib.training.figures import learning_figure  # noqa: E402
 
 # name -> (what it changes, overrides of the cpu profile)
 NO_L3D = {"losses.use_landmark_3d": False}
@@ -49,7 +63,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "regularisation 1e-2": ("coefficient prior weight 1e-2", {"losses.regularisation": 1e-2}),
     "w/o L_3d, regularisation 1e-2": ("DF-MVR w/o L_3d, prior weight 1e-2", {**NO_L3D, "losses.regularisation": 1e-2}),
     "frontal start": ("pose heads start frontal (the paper)", {"network.pose_start": "frontal"}),
-    "w/o L_3d, frontal start": ("DF-MVR w/o L_3d, pose heads start frontal", {**NO_L3D, "network.pose_start": "frontal"}),
+    "w/o L_3d, frontal start": ("DF-MVR w/o L_3d, pose heads start frontal",
+                                {**NO_L3D, "network.pose_start": "frontal"}),
     "oracle inputs": ("ground-truth masks and exact landmarks (oracle)",
                       {"training.input_masks": "ground_truth", "training.landmark_noise_nme": 0.0}),
     "w/o L_3d, oracle inputs": ("DF-MVR w/o L_3d, ground-truth masks and exact landmarks (oracle)",
@@ -69,24 +84,15 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 
 def dataset_and_parser(config, data_dir: Path):
     """The pixelface-like benchmark and the parser run a variant's config needs (made once per setting)."""
-    from dfmvr_lib.data.synthetic import generate_benchmark
-    from dfmvr_lib.parsing import pretrain_parser
-
     data = config.data
     root = generate_benchmark(data_dir / f"synthetic_{config.image_size}px_{data.train_subjects}x"
-                                         f"{data.samples_per_subject}", config, "pixelface-like", progress=False)
+                                         f"{data.samples_per_subject}", config, MAIN_PRESET, progress=False)
     parser = pretrain_parser(config, root, runs_root=data_dir / "parser", progress=False)
     return root, parser.run_dir
 
 
 def train_variant(job: tuple) -> str:
     """Train one variant (worker process, one thread); returns its run directory."""
-    import numba
-    import torch
-
-    from dfmvr_lib.config import get_config
-    from dfmvr_lib.training import train_reconstruction
-
     name, overrides, steps, every, data_dir, runs_root = job
     torch.set_num_threads(1)
     numba.set_num_threads(1)
@@ -97,8 +103,6 @@ def train_variant(job: tuple) -> str:
 
 
 def study_config(overrides: dict, steps: int, every: int):
-    from dfmvr_lib.config import get_config
-
     return get_config("cpu", {**overrides, "training.steps": steps, "training.validate_every": every,
                               "training.validation_samples": 40, "training.checkpoint_every": every})
 
@@ -107,12 +111,6 @@ def study_config(overrides: dict, steps: int, every: int):
 def references(root: Path, face_model) -> dict:
     """Mean-face and ceiling vertex errors on the first 40 validation triplets of the dataset at ``root`` (computed
     once per dataset: most variants share one)."""
-    import torch
-
-    from dfmvr_lib.evaluation.ceiling import best_fit_shapes
-    from dfmvr_lib.face_model.factory import load_face_model
-    from dfmvr_lib.training import aligned_vertex_error_mm, synthetic_meshes
-
     model = load_face_model(face_model)
     meshes = torch.stack(synthetic_meshes(root, "validation")[:40]).to(model.mean_shape)
     region = model.evaluation_region
@@ -130,17 +128,11 @@ def main() -> None:
     parser.add_argument("--output", default=str(ROOT / "results" / "benchmarks"))
     args = parser.parse_args()
 
-    from dfmvr_lib.plots import save_figure
-    from dfmvr_lib.training.figures import learning_figure
-    from dfmvr_lib.provenance import git_commit, write_table
-    from dfmvr_lib.precision import precision_note
-    from dfmvr_lib.runs import run_columns
-
     names = args.only or list(VARIANTS)
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
-    data_dir, runs_root = Path(args.data_dir), ROOT / "data" / "runs" / "learning"
+    data_dir, runs_root = Path(args.data_dir), runs_dir(ROOT / "data", "learning")
     for name in names:                              # datasets and parsers first, in this process
         dataset_and_parser(study_config(VARIANTS[name][1], args.steps, args.every), data_dir)
     jobs = [(name, VARIANTS[name][1], args.steps, args.every, str(data_dir), str(runs_root)) for name in names]
@@ -150,7 +142,7 @@ def main() -> None:
     frames = []
     for name in names:
         config = study_config(VARIANTS[name][1], args.steps, args.every)
-        validation = pd.read_csv(Path(run_dirs[name]) / "validation.csv")
+        validation = pd.read_csv(Path(run_dirs[name]) / VALIDATION)
         refs = references(dataset_and_parser(config, data_dir)[0], config.face_model)
         frame = pd.DataFrame({"variant": name, "change": VARIANTS[name][0], "step": validation["step"],
                               "minutes": validation["seconds"] / 60.0, "network_mm": validation["network_mm"],
@@ -173,8 +165,6 @@ def main() -> None:
     for _, row in last.iterrows():
         lines.append(f"| {row['variant']} | {row['change']} | {row['minutes']:.1f} | {row['network_mm']:.3f} | "
                      f"{row['mean_face_mm']:.3f} | {row['ceiling_mm']:.3f} | {row['gap_closed']:.3f} |")
-    from dfmvr_lib.provenance import atomic_path
-
     with atomic_path(output / "learning.md") as temporary:
         Path(temporary).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -89,7 +89,7 @@ def time_refinement(profile: str, image_size: int, steps: int, repeats: int) -> 
 def trained_reconstructor(profile: str, checkpoint: Path | None, data_dir: Path | None, part: str):
     """The trained run of ``--checkpoint`` (or the profile's default run) loaded with its parser, or None (with a
     message naming ``part``) when there is none."""
-    from dfmvr_lib.reconstruction.checkpoints import CheckpointNotFound, default_checkpoint, load_reconstructor
+    from dfmvr_lib.reconstruction.reconstructor import CheckpointNotFound, default_checkpoint, load_reconstructor
 
     try:
         return load_reconstructor(checkpoint if checkpoint is not None else default_checkpoint(profile, data_dir))
@@ -112,7 +112,7 @@ def refinement_accuracy(profile: str, checkpoint: Path | None, data_dir: Path | 
     refinement the exact landmarks and ground-truth parse maps, ``"paper"`` the frozen parser's masks and
     landmarks perturbed to the detector's error, as a photo would."""
     from dfmvr_lib.experiments import evaluate_vertices, load_synthetic_test_set
-    from dfmvr_lib.reconstruction.checkpoints import default_runs
+    from dfmvr_lib.reconstruction.reconstructor import default_runs
     from dfmvr_lib.reconstruction.pipeline import reconstruct_triplet
     from dfmvr_lib.training import aligned_vertex_error_mm, make_batch
     from dfmvr_lib.training.landmark_noise import with_landmark_noise
@@ -150,7 +150,8 @@ def refinement_accuracy(profile: str, checkpoint: Path | None, data_dir: Path | 
             per_sample.append({"sample": test.sample_ids[index], "reconstruction": label,
                                "vertex_error_mm": error, "scan_rmse_mm": float(rmse)})
     losses = result.fit.losses["total"]
-    summary = {"run": reconstructor.run_dir.name, "inputs": inputs, "profile": config.profile, "image_size": config.image_size,
+    summary = {"run": reconstructor.run_dir.name, "inputs": inputs, "profile": config.profile,
+               "image_size": config.image_size,
                "vertices": model.num_vertices, "triplets": len(test), "steps": steps,
                "fitting_loss_network": float(losses.iloc[0]), "fitting_loss_refined": float(losses.iloc[-1]),
                "refine_seconds_all_triplets": seconds}
@@ -164,10 +165,9 @@ def held_out_synthetic(profile: str, checkpoint: Path | None, data_dir: Path | N
     test triplets, beside the true vertex error of the same reconstructions (the shape refined on the two other
     views): the network's inputs with the parser's masks, landmarks with the detector's error (NME 0.028). Returns
     the per-(triplet, held-out view, reconstruction) table or None when no trained run is available."""
-    import pandas as pd
 
     from dfmvr_lib.experiments import load_synthetic_test_set
-    from dfmvr_lib.reconstruction.checkpoints import default_runs
+    from dfmvr_lib.reconstruction.reconstructor import default_runs
     from dfmvr_lib.reconstruction.held_out import held_out_view_errors
     from dfmvr_lib.training import aligned_vertex_error_mm, make_batch, reconstruct
     from dfmvr_lib.training.landmark_noise import with_landmark_noise
@@ -259,7 +259,7 @@ def held_out_report(args, base: dict, rows: list[dict]) -> list[str]:
 
     from dfmvr_lib.provenance import write_table
     from dfmvr_lib.reconstruction.held_out import held_out_photo_errors, summarise_held_out
-    from dfmvr_lib.reconstruction.inputs import photo_triplets
+    from dfmvr_lib.reconstruction.photo_inputs import photo_triplets
     from dfmvr_lib.reconstruction.pipeline import photo_preparer
 
     steps = tuple(args.held_out_steps)
@@ -314,7 +314,8 @@ def held_out_report(args, base: dict, rows: list[dict]) -> list[str]:
             for measure in ("held_out_px", "vertex_error_mm"):
                 rows.append({**base, "part": "held_out_synthetic", "profile": args.profile, "image_size": None,
                              "triplets": synthetic["sample"].nunique(), "steps": max(steps),
-                             "measure": f"{measure}_{name.replace(' ', '_')}", "value": round(float(values[measure]), 4),
+                             "measure": f"{measure}_{name.replace(' ', '_')}",
+                             "value": round(float(values[measure]), 4),
                              "unit": "px at 224" if measure == "held_out_px" else "mm"})
         rows.append({**base, "part": "held_out_synthetic", "profile": args.profile, "image_size": None,
                      "triplets": synthetic["sample"].nunique(), "steps": max(steps),
@@ -346,7 +347,7 @@ def ablation_report(args, base: dict, rows: list[dict]) -> list[str]:
     from dfmvr_lib.provenance import write_table
     from dfmvr_lib.reconstruction.fitting import RefinementSettings
     from dfmvr_lib.reconstruction.held_out import held_out_photo_errors
-    from dfmvr_lib.reconstruction.inputs import photo_triplets
+    from dfmvr_lib.reconstruction.photo_inputs import photo_triplets
     from dfmvr_lib.reconstruction.pipeline import photo_preparer
 
     steps = tuple(args.held_out_steps)
@@ -391,7 +392,8 @@ def ablation_report(args, base: dict, rows: list[dict]) -> list[str]:
                                  frame.groupby("reconstruction", sort=False)["held_out_px"].mean().items())
         for source, frame in references[references["variant"] == "fitting defaults"].groupby("source", sort=False))
     lines = ["### Ablation of the fitting objective (refinement from the network's prediction)", "",
-             f"Held-out-view error (px at 224) on the real triplets and on the first {args.held_out_triplets} synthetic "
+             "Held-out-view error (px at 224) on the real triplets and on the first "
+             f"{args.held_out_triplets} synthetic "
              "validation triplets, and the true vertex error (mm) of the synthetic ones; each row changes one setting "
              "of `RefinementSettings` from its defaults (`dfmvr_lib/reconstruction/fitting.py`). References, held-out "
              f"px: {reference_text}.", "",

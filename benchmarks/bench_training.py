@@ -71,12 +71,13 @@ def time_step(config, repeats: int) -> dict[str, float]:
 
     for repeat in range(repeats + 1):
         began = time.perf_counter()
-        context = torch.autocast("cpu", dtype=torch.bfloat16) if config.training.precision == "bf16" else contextlib.nullcontext()
+        context = (torch.autocast("cpu", dtype=torch.bfloat16) if config.training.precision == "bf16"
+                   else contextlib.nullcontext())
         with context:
             coefficients = clock("network forward", lambda: network(batch.network_images, batch.network_parse_maps))
         coefficients = _float_coefficients(coefficients)
         render = clock("render", lambda: render_faces(model, coefficients, camera))
-        prediction = Reconstruction(coefficients, render)
+        prediction = Reconstruction(coefficients, render, per_view_faces=network.per_view_faces)
         clock("losses without mask", lambda: batch_loss(no_mask, prediction, batch, model, parser))
         terms = clock("losses", lambda: batch_loss(config.losses, prediction, batch, model, parser))
         optimiser.zero_grad(set_to_none=True)

@@ -22,6 +22,9 @@ import time
 import warnings as python_warnings
 from pathlib import Path
 
+from .config import PROFILE_NAMES
+from .reconstruction.defaults import COLOUR_MODES, DEFAULT_REFINE_STEPS
+
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_BAD_INPUT = 3
@@ -83,7 +86,7 @@ def _error(message: object) -> None:
 
 def _photo_problem(file: Path) -> str | None:
     """Why ``file`` is not a photo to open (missing, a folder, a link that leads nowhere), or None."""
-    from .data.readers_common import file_problem
+    from .data.readers_common import file_problem  # lazy: the data package loads torch (see reconstruct_command)
 
     problem = file_problem(file)
     return "no such file" if problem == "not found" else problem
@@ -110,9 +113,6 @@ def _output_problem(outputs) -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``dfmvr`` argument parser (subcommand ``reconstruct``)."""
-    from .config import PROFILE_NAMES
-    from .reconstruction.defaults import COLOUR_MODES, DEFAULT_REFINE_STEPS
-
     parser = argparse.ArgumentParser(prog="dfmvr", description="DF-MVR workbench: multi-view 3D face reconstruction.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _detector(name: str):
-    from .data.landmarks import DlibLandmarkDetector, FanLandmarkDetector, default_landmark_detector
+    """The landmark detector of ``--detector`` (auto: FAN when its weights are cached, else dlib)."""
+    from .data.landmarks import DlibLandmarkDetector, FanLandmarkDetector, default_landmark_detector  # torch: lazy
 
     if name == "dlib":
         return DlibLandmarkDetector()
@@ -174,8 +175,52 @@ def _detector(name: str):
 
 def reconstruct_command(args: argparse.Namespace) -> int:
     """``dfmvr reconstruct``: see :data:`RECONSTRUCT_DESCRIPTION`. Usage errors exit through
-    ``args.command_parser.error`` (status 2)."""
+    ``args.command_parser.error`` (status 2); returns the exit status (``EXIT_*``)."""
     say = _progress(args.quiet)
+    checked = _checked_files(args)
+    if isinstance(checked, int):
+        return checked
+    files, outputs = checked
+
+    import torch  # here, not at module level: torch takes seconds to load and --help / usage errors never need it
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    began = time.perf_counter()
+    say("[1/4] loading the trained run")
+    reconstructor = _load_run(args)
+    if isinstance(reconstructor, int):
+        return reconstructor
+    say(f"      {reconstructor.run_dir} ({reconstructor.config.profile} profile, {reconstructor.image_size} px); "
+        f"parser {reconstructor.parser_run_dir}")
+    warnings = _run_warnings(reconstructor, files)
+
+    say("[2/4] preparing the photos (landmarks, aligned crop, face-part labels), "
+        f"then reconstructing{f' and refining ({args.refine} steps)' if args.refine else ''}")
+    use_parser = args.parse_maps == "parser" and reconstructor.parser is not None
+    photos = _reconstruct(args, reconstructor, files, use_parser, warnings, say)
+    if isinstance(photos, int):
+        return photos
+    for message in warnings:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+    say("[3/4] reconstructed")
+    losses = photos.result.fit.losses["total"]
+    if args.refine:
+        say(f"      fitting loss {losses.iloc[0]:.4f} ({photos.result.start}) -> {losses.iloc[-1]:.4f} (refined)")
+
+    say(f"[4/4] writing {outputs.obj} and beside it")
+    status = _save(args, reconstructor, photos, outputs, files, warnings, use_parser, say)
+    if status == EXIT_OK:
+        say(f"done in {time.perf_counter() - began:.1f} s")
+    return status
+
+
+def _checked_files(args: argparse.Namespace):
+    """The checks made before any work: ``(files, outputs)`` (the photo of each view, left / front / right, None
+    where not given, and the :class:`~dfmvr_lib.reconstruction.export.OutputPaths`), or the exit status after the
+    one-line error (a photo that is not a file: ``EXIT_BAD_INPUT``; outputs that cannot be written:
+    ``EXIT_WRITE_FAILED``). Usage errors exit with status 2 through ``args.command_parser.error``."""
     command: argparse.ArgumentParser = args.command_parser
     if not 1 <= len(args.images) <= 3:
         command.error(f"give 1, 2 or 3 photos (left, front, right); got {len(args.images)}")
@@ -184,8 +229,9 @@ def reconstruct_command(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         command.error(f"--threads must be >= 1, got {args.threads}")
 
+    # imported here: the reconstruction package loads torch (seconds), which --help and usage errors do not need
     from .reconstruction.export import OutputPaths
-    from .reconstruction.inputs import InputError, assign_views
+    from .reconstruction.photo_inputs import InputError, assign_views
 
     views = args.views.split(",") if args.views else None
     try:
@@ -202,26 +248,25 @@ def reconstruct_command(args: argparse.Namespace) -> int:
     if problem is not None:
         _error(f"cannot write the outputs: {problem}; nothing was written")
         return EXIT_WRITE_FAILED
+    return files, outputs
 
-    import torch
 
-    from .data.landmarks import LandmarkDetectorUnavailable
-    from .data.photos import PhotoWarning
-    from .reconstruction.checkpoints import CheckpointNotFound, default_checkpoint, load_reconstructor
-    from .reconstruction.pipeline import photo_preparer, reconstruct_photos, save_reconstruction
+def _load_run(args: argparse.Namespace):
+    """The :class:`~dfmvr_lib.reconstruction.reconstructor.Reconstructor` of ``--checkpoint`` (default: the
+    ``--profile`` run under ``--data-dir``) with its parser, or ``EXIT_NO_CHECKPOINT`` after the one-line error."""
+    from .reconstruction.reconstructor import CheckpointNotFound, default_checkpoint, load_reconstructor  # torch: lazy
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    began = time.perf_counter()
-    say("[1/4] loading the trained run")
     try:
         run_dir = args.checkpoint if args.checkpoint is not None else default_checkpoint(args.profile, args.data_dir)
-        reconstructor = load_reconstructor(run_dir, args.parser)
+        return load_reconstructor(run_dir, args.parser)
     except (CheckpointNotFound, ValueError) as error:    # includes CheckpointFileError, UnsafeCheckpointError
         _error(error)
         return EXIT_NO_CHECKPOINT
-    say(f"      {reconstructor.run_dir} ({reconstructor.config.profile} profile, {reconstructor.image_size} px); "
-        f"parser {reconstructor.parser_run_dir}")
+
+
+def _run_warnings(reconstructor, files: list) -> list[str]:
+    """Warnings about the run itself: no parser run found (landmark-polygon parse maps, no mask loss), fewer than
+    three views for a run trained on three."""
     warnings: list[str] = []
     if reconstructor.parser is None:
         warnings.append(f"the parser run of {reconstructor.run_dir} was not found (pass --parser RUN_DIR): parse maps "
@@ -231,10 +276,20 @@ def reconstruct_command(args: argparse.Namespace) -> int:
         warnings.append(f"{given} of 3 views given: the missing views are black with empty parse maps (as in "
                         "single-view training), but this run was trained with all three views "
                         "(training.single_view_mode off), so expect a rougher face")
+    return warnings
 
-    say("[2/4] preparing the photos (landmarks, aligned crop, face-part labels), "
-        f"then reconstructing{f' and refining ({args.refine} steps)' if args.refine else ''}")
-    use_parser = args.parse_maps == "parser" and reconstructor.parser is not None
+
+def _reconstruct(args: argparse.Namespace, reconstructor, files: list, use_parser: bool, warnings: list[str], say):
+    """Prepare the photos and reconstruct (and refine) the face: the pipeline's result
+    (:func:`~dfmvr_lib.reconstruction.pipeline.reconstruct_photos`), or ``EXIT_BAD_INPUT`` after the one-line error
+    (a photo that cannot be used, no landmark detector). Photo conversions and the pipeline's warnings are appended
+    to ``warnings``; other Python warnings pass on."""
+    # torch-based modules, imported when the command gets this far (see reconstruct_command)
+    from .data.landmarks import LandmarkDetectorUnavailable
+    from .data.photos import PhotoWarning
+    from .reconstruction.photo_inputs import InputError
+    from .reconstruction.pipeline import photo_preparer, reconstruct_photos
+
     try:
         with python_warnings.catch_warnings(record=True) as caught:
             python_warnings.simplefilter("always", PhotoWarning)
@@ -253,22 +308,22 @@ def reconstruct_command(args: argparse.Namespace) -> int:
             warnings.append(str(warning.message))
         else:
             python_warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    prepared, result = photos.prepared, photos.result
     warnings += photos.warnings
-    for message in warnings:
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+    return photos
 
-    say("[3/4] reconstructed")
-    losses = result.fit.losses["total"]
-    if args.refine:
-        say(f"      fitting loss {losses.iloc[0]:.4f} ({result.start}) -> {losses.iloc[-1]:.4f} (refined)")
 
-    say(f"[4/4] writing {outputs.obj} and beside it")
+def _save(args: argparse.Namespace, reconstructor, photos, outputs, files: list, warnings: list[str],
+          use_parser: bool, say) -> int:
+    """Write every output file at once (:func:`~dfmvr_lib.reconstruction.pipeline.save_reconstruction`): ``EXIT_OK``,
+    or ``EXIT_WRITE_FAILED`` after the one-line error, with nothing written, whatever failed."""
+    from .reconstruction.pipeline import save_reconstruction  # torch-based: lazy (see reconstruct_command)
+
     title = (f"{reconstructor.run_dir.name} ({reconstructor.config.profile})"
              + (f" + {args.refine} refinement steps" if args.refine else ""))
+    prepared = photos.prepared
     try:
         written = save_reconstruction(
-            reconstructor, result, prepared.targets, outputs.obj, files=files, colours=args.colours,
+            reconstructor, photos.result, prepared.targets, outputs.obj, files=files, colours=args.colours,
             warnings=warnings, title=title, photos=prepared.photos,
             extra={"detector": [p.detector if p is not None else None for p in prepared.photos],
                    "parse_maps": "parser" if use_parser else "landmark polygons"})
@@ -281,7 +336,6 @@ def reconstruct_command(args: argparse.Namespace) -> int:
         return EXIT_WRITE_FAILED
     for path in written:
         say(f"      {path}")
-    say(f"done in {time.perf_counter() - began:.1f} s")
     return EXIT_OK
 
 

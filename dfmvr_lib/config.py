@@ -223,7 +223,8 @@ class TrainingConfig:
     """Optimisation schedule of the reconstruction network (:mod:`dfmvr_lib.training`).
 
     Adam with ``learning_rate`` (after a linear warm-up over ``warmup_steps``), constant for ``constant_fraction`` of
-    the ``steps`` then cosine annealing to ``final_learning_rate``; ``batch_size`` triplets per step; checkpoint every ``checkpoint_every`` steps;
+    the ``steps`` then cosine annealing to ``final_learning_rate``; ``batch_size`` triplets per step; checkpoint every
+    ``checkpoint_every`` steps;
     ``colour_augment``: colour jitter identical across the views of a triplet; ``precision``: ``"auto"`` (bfloat16
     autocast of the network where the CPU runs bf16 natively, else fp32; :mod:`dfmvr_lib.precision`), ``"fp32"``
     or ``"bf16"`` (losses and renderer stay float32); ``channels_last`` memory format for the network;
@@ -264,7 +265,7 @@ class SlurmConfig:
     ``folder``: where submitit writes its job files and logs (None = ``<runs_root>/../submitit``; a job's log
     is ``<job id>_0_log.err`` there); ``partition``: the SLURM partition (None = the cluster's default);
     ``gpus_per_job``: GPUs requested per job (0 by default: the reconstruction training of
-    :func:`dfmvr_lib.experiments.tables.train_method` runs on the CPU today); ``cpus_per_task``: CPUs per job
+    :func:`dfmvr_lib.experiments.training_runs.train_method` runs on the CPU today); ``cpus_per_task``: CPUs per job
     (also the job's torch threads); ``timeout_minutes``: the job's time limit (a job stopped at its limit or
     pre-empted is requeued up to three times and resumes from its run's last checkpoint); ``mem_gb``: memory per
     job in GB (None = the partition's default); ``extra_parameters``: further ``#SBATCH`` options, e.g.

@@ -33,6 +33,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .config import PROFILE_NAMES, get_config
+
 ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 TIMEOUT = datetime.timedelta(minutes=60)
 """Collective timeout: rank 0's validation passes and checkpoint writes keep the other ranks waiting."""
@@ -187,7 +189,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import PROFILE_NAMES, get_config
 
     args = _parser().parse_args(argv)
     if args.profile not in PROFILE_NAMES:
@@ -212,10 +213,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, context: DistributedContext, data_dir: Path, get_config) -> int:
+    # here, not at the top: dfmvr_lib.runs and every training module import this module (a cycle)
     from . import workbook
     from .parsing import pretrain_parser
-    from .parsing.training import DONE as PARSER_DONE, run_key as parser_key
-    from .runs import run_hash
+    from .parsing.training import run_key as parser_key
+    from .runs import is_finished, keyed_run_dir, runs_dir
+    from .training import train_reconstruction
 
     config = get_config(args.profile, {"seed": args.seed} if args.seed is not None else None)
     progress = not args.no_progress and is_main_process()
@@ -230,20 +233,17 @@ def _run(args, context: DistributedContext, data_dir: Path, get_config) -> int:
         root = workbook.benchmark(config, data_dir, progress=False)
     if args.command == "pretrain-parser":
         run = pretrain_parser(config, root, celebamask_root=args.celebamask_dir,
-                              runs_root=workbook.runs_dir(data_dir, "parser"), progress=progress,
-                              device=context.device)
+                              runs_root=runs_dir(data_dir, "parser"), progress=progress, device=context.device)
         if is_main_process():
             print(f"parser run: {run.run_dir} ({'reused' if run.reused else 'trained'})")
         return 0
-    from .training import train_reconstruction
-
-    parser_dir = workbook.runs_dir(data_dir, "parser") / run_hash(parser_key(config, root, args.celebamask_dir))
-    if not (parser_dir / PARSER_DONE).is_file():
+    parser_dir = keyed_run_dir(runs_dir(data_dir, "parser"), parser_key(config, root, args.celebamask_dir))
+    if not is_finished(parser_dir):
         raise FileNotFoundError(f"the profile's parser run {parser_dir} is not finished; run pretrain-parser first "
                                 f"(same --profile / --data-dir{' / --seed' if args.seed is not None else ''})")
     parser_run = workbook.parser_run(config, data_dir, args.celebamask_dir, progress=False)   # reused
     run = train_reconstruction(config, root, parser_run.run_dir, progress=progress,
-                               runs_root=workbook.runs_dir(data_dir, "reconstruction"), device=context.device,
+                               runs_root=runs_dir(data_dir, "reconstruction"), device=context.device,
                                description="distributed training")
     if is_main_process():
         print(f"reconstruction run: {run.run_dir} ({'reused' if run.reused else 'trained'})")

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from .config import LossConfig
 from .scene import FaceCoefficients
+from .similarity import apply_similarity, similarity_transform
 
 PART_CLASSES = tuple(range(2, 10))
 """Facial-part classes (brows, eyes, nose, mouth, lips) of the photo-loss weight map; 1 is skin, 0 background."""
@@ -28,13 +29,14 @@ def _view_average(per_view: torch.Tensor, view_weight: torch.Tensor | None) -> t
     return (per_view * view_weight).sum() / view_weight.sum().clamp_min(1.0)
 
 
-def part_weight_map(parse_maps: torch.Tensor, dilation_px: int = 20,
-                    values: tuple[float, float, float] = (254.0, 128.0, 32.0)) -> torch.Tensor:
+def part_weight_map(parse_maps: torch.Tensor, dilation_px: int,
+                    values: tuple[float, float, float]) -> torch.Tensor:
     """Photo-loss weight map M_d of the input parse maps.
 
     The facial-part mask (classes 2..9) is dilated by ``dilation_px`` pixels (a square structuring element of
     side 2 * dilation_px + 1); dilated parts get ``values[0]``, the remaining face (class 1) ``values[1]``, the
-    rest ``values[2]``.
+    rest ``values[2]`` (the paper's: ``LossConfig.part_dilation_px_at_224`` and ``LossConfig.weight_map_values``,
+    see :func:`photo_weight_map`).
 
     Args:
         parse_maps: (N, H, W) int64 labels.
@@ -99,9 +101,9 @@ def mask_loss(parser: torch.nn.Module, rendered: torch.Tensor, render_alpha: tor
     return _view_average(per_pixel.mean((1, 2)), view_weight)
 
 
-def landmark_weights(heavy: tuple[int, ...] = (28, 29, 30, 60, 61, 62, 63, 64, 65, 66, 67), heavy_weight: float = 20.0,
-                     count: int = 68) -> torch.Tensor:
-    """(count,) weights w_n of L_2d: ``heavy_weight`` at the 0-based iBUG indices ``heavy``, 1 elsewhere."""
+def landmark_weights(heavy: tuple[int, ...], heavy_weight: float, count: int = 68) -> torch.Tensor:
+    """(count,) weights w_n of L_2d: ``heavy_weight`` at the 0-based iBUG indices ``heavy``, 1 elsewhere (the
+    paper's: ``LossConfig.heavy_landmarks`` and ``LossConfig.heavy_landmark_weight``)."""
     weights = torch.ones(count)
     if heavy:
         weights[list(heavy)] = heavy_weight
@@ -134,58 +136,6 @@ def landmark_2d_loss(predicted: torch.Tensor, target: torch.Tensor, visibility: 
     return _view_average(per_view, view_weight)
 
 
-def similarity_transform(source: torch.Tensor, target: torch.Tensor,
-                         relative_tolerance: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Least-squares similarity (Umeyama) with ``target ~ scale * rotation @ source + translation``.
-
-    Differentiable through the SVD. Degenerate inputs do not produce NaN: when the cross-covariance has repeated
-    singular values (coincident or collinear points, symmetric configurations) the rotation is still computed but
-    its gradient is dropped, and a source without spread gets scale 1.
-
-    Args:
-        source, target: (B, P, 3) corresponding points (P >= 3 for a unique rotation).
-    Returns:
-        scale (B,), rotation (B, 3, 3) with det +1, translation (B, 3).
-    """
-    dtype = source.dtype
-    x, y = source.double(), target.double()
-    mean_x, mean_y = x.mean(1), y.mean(1)
-    xc, yc = x - mean_x[:, None], y - mean_y[:, None]
-    covariance = yc.transpose(1, 2) @ xc / x.shape[1]                                     # (B, 3, 3)
-    with torch.no_grad():
-        singular = torch.linalg.svdvals(covariance)
-        gaps = torch.stack([singular[:, 0] - singular[:, 1], singular[:, 1] - singular[:, 2]], -1)
-        tolerance = relative_tolerance * singular[:, 0].clamp_min(1e-30)
-        repeated = (gaps.min(-1).values <= tolerance) | (singular[:, 0] <= 1e-30)
-    safe = torch.diag(torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64, device=source.device))
-    covariance_safe = torch.where(repeated[:, None, None], safe.expand_as(covariance), covariance)
-
-    def rotation_from(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        u, d, vt = torch.linalg.svd(matrix)
-        sign = torch.sign(torch.linalg.det(u) * torch.linalg.det(vt))
-        sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-        correction = torch.cat([torch.ones_like(d[:, :2]), sign[:, None]], -1)      # reflection -> rotation
-        return u @ torch.diag_embed(correction) @ vt, (d * correction).sum(-1)
-
-    rotation_smooth, trace_smooth = rotation_from(covariance_safe)
-    with torch.no_grad():
-        rotation_frozen, trace_frozen = rotation_from(covariance)
-    rotation = torch.where(repeated[:, None, None], rotation_frozen, rotation_smooth)
-    trace = torch.where(repeated, trace_frozen, trace_smooth)
-    variance = (xc ** 2).sum(-1).mean(-1)
-    no_spread = variance <= 1e-20
-    scale = torch.where(no_spread, torch.ones_like(variance), trace / torch.where(no_spread, torch.ones_like(variance),
-                                                                                   variance))
-    translation = mean_y - scale[:, None] * (rotation @ mean_x[..., None]).squeeze(-1)
-    return scale.to(dtype), rotation.to(dtype), translation.to(dtype)
-
-
-def apply_similarity(points: torch.Tensor, scale: torch.Tensor, rotation: torch.Tensor,
-                     translation: torch.Tensor) -> torch.Tensor:
-    """scale * rotation @ p + translation for points (B, P, 3)."""
-    return scale[:, None, None] * points @ rotation.transpose(1, 2) + translation[:, None]
-
-
 def landmark_3d_loss(predicted: torch.Tensor, target: torch.Tensor, alignment_indices: torch.Tensor) -> torch.Tensor:
     """L_3d = 1/N sum_n ||s R q_n + t - q'_n||_2 (mm) after the similarity fitted on the alignment points.
 
@@ -202,9 +152,10 @@ def landmark_3d_loss(predicted: torch.Tensor, target: torch.Tensor, alignment_in
     return torch.linalg.vector_norm(aligned - target, dim=-1).mean()
 
 
-def regularisation_loss(coefficients: FaceCoefficients, identity: float = 1.0, expression: float = 0.8,
-                        albedo: float = 0.017) -> torch.Tensor:
-    """L_reg = w_a ||alpha||^2 + w_b ||beta||^2 + w_g ||gamma_t||^2, averaged over the batch."""
+def regularisation_loss(coefficients: FaceCoefficients, identity: float, expression: float,
+                        albedo: float) -> torch.Tensor:
+    """L_reg = w_a ||alpha||^2 + w_b ||beta||^2 + w_g ||gamma_t||^2, averaged over the batch (weights w_a, w_b, w_g:
+    ``LossConfig.identity``, ``.expression``, ``.albedo``)."""
     return (identity * coefficients.identity.pow(2).sum(-1) + expression * coefficients.expression.pow(2).sum(-1)
             + albedo * coefficients.albedo.pow(2).sum(-1)).mean()
 
@@ -305,6 +256,6 @@ def reconstruction_loss(config: LossConfig, *, coefficients: FaceCoefficients, r
                      regularisation=regular, reflectance=reflect, lighting=light)
 
 
-__all__ = ["LossTerms", "PART_CLASSES", "apply_similarity", "composite_over", "landmark_2d_loss", "landmark_3d_loss",
-           "landmark_weights", "lighting_loss", "mask_loss", "part_weight_map", "photo_loss", "reconstruction_loss",
-           "reflectance_loss", "regularisation_loss", "shape_consistency_loss", "similarity_transform", "photo_weight_map"]
+__all__ = ["LossTerms", "PART_CLASSES", "composite_over", "landmark_2d_loss", "landmark_3d_loss",
+           "landmark_weights", "lighting_loss", "mask_loss", "part_weight_map", "photo_loss", "photo_weight_map",
+           "reconstruction_loss", "reflectance_loss", "regularisation_loss", "shape_consistency_loss"]

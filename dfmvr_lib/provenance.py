@@ -95,7 +95,8 @@ def git_commit(short: bool = True) -> str:
     outside ``results/``."""
     try:
         arguments = ["git", "rev-parse", "--short", "HEAD"] if short else ["git", "rev-parse", "HEAD"]
-        commit = subprocess.run(arguments, cwd=REPOSITORY_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(arguments, cwd=REPOSITORY_ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
         # results/ is what the notebooks write: rewriting it does not make the code that wrote it dirty
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"],
                                cwd=REPOSITORY_ROOT, capture_output=True, text=True, check=True).stdout.strip()

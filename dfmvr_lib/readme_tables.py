@@ -40,7 +40,7 @@ def result_table_markdown(frame: pd.DataFrame) -> str:
     """A Markdown table of an experiment CSV (rows of :func:`dfmvr_lib.experiments.run_table`): method, setting,
     test input, n_test, seeds, rmse and mean error (mean +- std over test samples, mm), the paired comparison with
     the mean face (difference in mm and Wilcoxon p) and the paper's rmse."""
-    from .experiments.methods import method_label
+    from .experiments.methods import method_label   # loads torch: the README's other sections do not need it
 
     lines = ["| method | setting | test input | n_test | seeds | RMSE (mm) | mean error (mm) | vs mean face (mm, p) | "
              "paper RMSE (mm) |",
@@ -80,7 +80,8 @@ def headline_markdown(tables_dir: str | os.PathLike) -> str:
         total = frame["seconds"].sum() / 60
         per_notebook = ", ".join(f"{row.notebook[:2]} {row.seconds / 60:.1f}" for row in frame.itertuples())
         scratch = bool(frame["from_scratch"].iloc[0]) if "from_scratch" in frame else False
-        precision = f", {frame['precision'].iloc[0]}" if "precision" in frame and frame["precision"].notna().any() else ""
+        has_precision = "precision" in frame and frame["precision"].notna().any()
+        precision = f", {frame['precision'].iloc[0]}" if has_precision else ""
         sections.append(f"Main job ({_stamp(frame)}{precision}): **{total:.0f} minutes** "
                         f"{'from scratch (empty data/) ' if scratch else ''}for {len(frame)} notebooks on "
                         f"{frame['host'].iloc[0] if 'host' in frame else 'this machine'} "

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from .config import PROFILE_NAMES
-from .provenance import REPOSITORY_ROOT, atomic_path
+from .provenance import REPOSITORY_ROOT, atomic_path, write_table
 
 NOTEBOOK_DIR = REPOSITORY_ROOT / "notebooks"
 TIMING_TABLE = "run_notebooks_timing.csv"
@@ -118,9 +118,10 @@ def job_left_text(remaining: list[str], timings: dict[str, float]) -> str:
         return "no earlier timing"
     unknown = len(remaining) - len(known)
     if unknown:
-        return (f"at least {format_duration(sum(known), whole_minutes=True)} left ({unknown} of {len(remaining)} notebooks without an earlier "
-                "timing)")
-    return f"about {format_duration(sum(known), whole_minutes=True)} left ({len(remaining)} notebook{'s' if len(remaining) != 1 else ''})"
+        return (f"at least {format_duration(sum(known), whole_minutes=True)} left ({unknown} of {len(remaining)} "
+                "notebooks without an earlier timing)")
+    plural = "s" if len(remaining) != 1 else ""
+    return f"about {format_duration(sum(known), whole_minutes=True)} left ({len(remaining)} notebook{plural})"
 
 
 def start_line(index: int, total: int, notebook: str, profile: str, estimate: float | None, job_left: str) -> str:
@@ -152,7 +153,8 @@ def heartbeat_line(notebook: str, elapsed: float, estimate: float | None,
     elif elapsed > estimate:
         text += f", over the last run's time (last run {format_duration(estimate)})"
     else:
-        text += f", about {format_duration(estimate - elapsed, whole_minutes=True)} left (last run {format_duration(estimate)})"
+        text += (f", about {format_duration(estimate - elapsed, whole_minutes=True)} left "
+                 f"(last run {format_duration(estimate)})")
     if cell is not None:
         position, count, summary = cell
         text += f", cell {position}/{count}" + (f": {summary}" if summary else "")
@@ -316,7 +318,7 @@ def main(argv: list[str] | None = None, notebook_dir: Path = NOTEBOOK_DIR) -> in
     if not notebooks:
         print(f"no notebooks found in {notebook_dir}", file=sys.stderr)
         return 2
-    from .precision import precision_note
+    from .precision import precision_note   # loads torch (seconds): not for --help or an empty notebook folder
 
     data_dir = (args.data_dir or REPOSITORY_ROOT / "data").resolve()
     from_scratch = not data_dir.exists() or not any(data_dir.iterdir())
@@ -349,7 +351,7 @@ def main(argv: list[str] | None = None, notebook_dir: Path = NOTEBOOK_DIR) -> in
         write_timing(timings, args.profile, args.results_dir, from_scratch=from_scratch, precision=precision)
     if not args.only and args.profile == "cpu" and not args.no_readme \
             and args.results_dir.resolve() == (REPOSITORY_ROOT / "results").resolve():
-        from .readme_tables import update_readme
+        from .readme_tables import update_readme   # loads the experiments package (torch): only after a full run
 
         update_readme(REPOSITORY_ROOT / "README.md", args.results_dir / "tables")
         print("[run_notebooks] README.md headline results regenerated from results/tables")
@@ -363,7 +365,6 @@ def write_timing(timings: list[dict], profile: str, results_dir: Path, from_scra
     and return its path. The next run reads it back (:func:`last_timings`) for its progress estimates."""
     import pandas as pd
 
-    from .provenance import write_table
 
     frame = pd.DataFrame(timings)
     frame.insert(0, "profile", profile)

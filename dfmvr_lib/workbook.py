@@ -1,7 +1,9 @@
 """The runs every notebook builds on, in one place: the synthetic benchmarks, the face parser of notebook 02 and
 the DF-MVR run of notebook 03 of a profile, under one data folder (``data_dir``, ``../data`` from the notebooks).
 
-- :func:`dataset_dir`: the one way to name a benchmark folder, ``<data_dir>/synthetic_<profile>_<preset>``;
+- :func:`dataset_dir`: the one way to name a benchmark folder, ``<data_dir>/synthetic_<profile>_<preset>``, and
+  :func:`runs_dir`, the parent of the keyed run folders, ``<data_dir>/runs/<kind>`` (both defined in
+  :mod:`dfmvr_lib.runs`, with the run directories' lifecycle, and re-exported here);
 - :func:`benchmark`: generate it (reused when finished, resumed when interrupted);
 - :func:`parser_run`: pretrain the profile's parser on the pixelface-like benchmark (reused when finished);
 - :func:`notebook_03_run` / :func:`notebook_03_runs`: the profile's DF-MVR run(s) of notebook 03 (reused when
@@ -16,33 +18,25 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import WorkbookConfig
-
-MAIN_PRESET = "pixelface-like"
-
-
-def dataset_dir(data_dir: str | os.PathLike, profile: str, preset: str = MAIN_PRESET) -> Path:
-    """``<data_dir>/synthetic_<profile>_<preset>``: where a profile's benchmark of ``preset`` lives."""
-    return Path(data_dir) / f"synthetic_{profile}_{preset}"
-
-
-def runs_dir(data_dir: str | os.PathLike, kind: str) -> Path:
-    """``<data_dir>/runs/<kind>`` (``"parser"``, ``"reconstruction"``): the parent of the keyed run folders."""
-    return Path(data_dir) / "runs" / kind
+from .config import WorkbookConfig, get_config
+from .data.synthetic import generate_benchmark
+from .experiments.training_runs import train_method, train_methods
+from .face_model.factory import load_face_model
+from .parsing import pretrain_parser
+from .precision import precision_note
+from .provenance import results_paths
+from .runs import MAIN_PRESET, dataset_dir, runs_dir
+from .training import train_reconstruction
 
 
 def benchmark(config: WorkbookConfig, data_dir: str | os.PathLike, preset: str = MAIN_PRESET,
               progress: bool = True) -> Path:
     """The profile's synthetic benchmark of ``preset`` (generated if needed); returns its folder."""
-    from .data.synthetic import generate_benchmark
-
     return generate_benchmark(dataset_dir(data_dir, config.profile, preset), config, preset, progress=progress)
 
 
 def parser_run(config: WorkbookConfig, data_dir: str | os.PathLike, celebamask_dir=None, progress: bool = True):
     """The profile's face parser (notebook 02), pretrained on the pixelface-like benchmark if needed."""
-    from .parsing import pretrain_parser
-
     return pretrain_parser(config, benchmark(config, data_dir, progress=progress), celebamask_root=celebamask_dir,
                            runs_root=runs_dir(data_dir, "parser"), progress=progress)
 
@@ -50,8 +44,6 @@ def parser_run(config: WorkbookConfig, data_dir: str | os.PathLike, celebamask_d
 def notebook_03_run(config: WorkbookConfig, data_dir: str | os.PathLike, progress: bool = True):
     """The profile's DF-MVR run of notebook 03 (``training.steps`` steps, ``config.seed``), trained if needed; the
     default checkpoint of ``dfmvr reconstruct``."""
-    from .training import train_reconstruction
-
     return train_reconstruction(config, benchmark(config, data_dir, progress=progress),
                                 parser_run(config, data_dir, progress=progress).run_dir,
                                 runs_root=runs_dir(data_dir, "reconstruction"), progress=progress,
@@ -62,8 +54,6 @@ def notebook_03_runs(config: WorkbookConfig, data_dir: str | os.PathLike, progre
     """Notebook 03's DF-MVR runs for every seed of the profile (``config.seeds``), trained if needed
     ``experiments.parallel_trainings`` at a time (two one-thread trainings side by side on the cpu profile's 2
     cores take the time of one); the first is :func:`notebook_03_run`. Also Table I's full-schedule row."""
-    from .experiments.tables import train_method, train_methods
-
     root = benchmark(config, data_dir, progress=progress)
     parser = parser_run(config, data_dir, progress=progress).run_dir
     full = {"training.steps": config.training.steps}
@@ -98,8 +88,6 @@ class ExperimentSetup:
 
     def summary(self) -> str:
         """One line: seeds, training steps per run, trainings side by side and the precision."""
-        from .precision import precision_note
-
         experiments, training = self.config.experiments, self.config.training
         return (f"seeds {self.comparison_seeds} (ablation: {self.config.seeds}), "
                 f"{experiments.training_steps or training.steps} training steps per run, "
@@ -110,10 +98,6 @@ def experiment_setup(profile: str, results_dir: str | os.PathLike, data_dir: str
     """The profile's configuration, output folders, face model, pixelface-like benchmark and parser run (each
     generated or trained when missing, see :func:`benchmark` and :func:`parser_run`), and the arguments that the
     tables' ``run_table`` calls share."""
-    from .config import get_config
-    from .face_model.factory import load_face_model
-    from .provenance import results_paths
-
     config = get_config(profile)
     figures, tables = results_paths(results_dir)
     parser = parser_run(config, data_dir)

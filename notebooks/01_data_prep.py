@@ -35,6 +35,8 @@ multipie_dir = None
 # %%
 from pathlib import Path
 
+from IPython.display import display
+
 from dfmvr_lib import plots
 from dfmvr_lib.config import get_config
 from dfmvr_lib import workbook

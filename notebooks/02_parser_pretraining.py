@@ -35,6 +35,8 @@ photos_dir = None            # a folder of your photos or triplets (optional)
 # %%
 from pathlib import Path
 
+from IPython.display import display
+
 from dfmvr_lib import plots
 from dfmvr_lib.config import get_config
 from dfmvr_lib import workbook

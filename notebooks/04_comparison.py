@@ -27,7 +27,8 @@
 # report it and the **mean over the views**, labelled. The `paper_rmse_mm` column is the paper's own number for the
 # row, measured on its datasets with BFM09: compare orderings, not values.
 #
-# - **Table I** (Pixel-Face in the paper): the `pixelface-like` synthetic setting (side views at +-30 deg, one lighting).
+# - **Table I** (Pixel-Face in the paper): the `pixelface-like` synthetic setting (side views at +-30 deg, one
+#   lighting).
 # - **Table II** (train Multi-PIE, test Bosphorus, no L_3d): the `bosphorus-like` setting (side views at +-45 deg,
 #   varied lighting), all methods without 3D landmarks.
 #

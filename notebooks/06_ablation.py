@@ -56,15 +56,21 @@ from dfmvr_lib.experiments import ABLATION_VERSIONS, paired_comparison
 
 test = load_synthetic_test_set(pixelface_root, model, limit=config.experiments.test_samples)
 specs = [RowSpec(method, paper_row=version) for version, method in ABLATION_VERSIONS.items()]
-table_4, errors_4 = run_table("Table IV", "pixelface-like", specs, dataset_root=pixelface_root, test_set=test,
+setting = "pixelface-like"
+table_4, errors_4 = run_table("Table IV", setting, specs, dataset_root=pixelface_root, test_set=test,
                               **dict(common, seeds=config.seeds))
 versions = {method: version for version, method in ABLATION_VERSIONS.items()}
 table_4.insert(1, "version", [versions.get(m.split(" (oracle")[0], m.replace("_", " ")) for m in table_4["method"]])
+# Each method's paired test against v6, joined to its row(s) by key (method and setting), never by position: a
+# method with several rows gets its test on each; the reference rows (mean face, ceiling) get none.
 full = errors_4[RowSpec("dfmvr").key]
-paired = pd.DataFrame([{"method_key": spec.method, **paired_comparison(errors_4[spec.key], full)} for spec in specs])
+paired = pd.DataFrame([{"method_key": spec.method, "setting": setting,
+                        **{f"vs_v6_{name}": value
+                           for name, value in paired_comparison(errors_4[spec.key], full).items()}}
+                       for spec in specs])
 table_4["method_key"] = [m.split(" (oracle")[0] for m in table_4["method"]]
-table_4 = table_4.merge(paired.add_prefix("vs_v6_").rename(columns={"vs_v6_method_key": "method_key"}),
-                        on="method_key", how="left").drop(columns=["method_key"])
+table_4 = table_4.merge(paired, on=["method_key", "setting"], how="left",
+                        validate="many_to_one").drop(columns=["method_key"])
 write_table(table_4, tables / "06_table4_ablation.csv", config)
 plots.save_figure(comparison_figure(table_4, "Table IV: ablation (pixelface-like)"), figures / "06_table4_ablation.png")
 claims_4 = claims_table(errors_4, [Claim(f"v6 (full) beats {version}", "dfmvr[ABC]", RowSpec(method).key)

@@ -41,7 +41,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from dfmvr_lib import plots, workbook
-from dfmvr_lib.experiments import (Claim, RowSpec, claims_markdown, claims_table, load_synthetic_test_set, mean_face_statement, run_table)
+from dfmvr_lib.experiments import (Claim, RowSpec, claims_markdown, claims_table, load_synthetic_test_set,
+                                   mean_face_statement, run_table)
 from dfmvr_lib.provenance import write_table
 
 setup = workbook.experiment_setup(profile, results_dir, data_dir)     # benchmark and parser made when missing
@@ -95,7 +96,8 @@ pivot.round(4)
 # %%
 from dfmvr_lib.camera import PerspectiveCamera
 from dfmvr_lib.evaluation import region_errors_table
-from dfmvr_lib.experiments import error_map_figure, evaluate_with_regions, is_single_image, predict_vertices, train_method
+from dfmvr_lib.experiments import (error_map_figure, evaluate_with_regions, is_single_image, predict_vertices,
+                                   train_method)
 from dfmvr_lib.runs import run_columns
 from dfmvr_lib.training.loop import needs_parser
 

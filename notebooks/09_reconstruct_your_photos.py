@@ -83,7 +83,7 @@ print(f"run {reconstructor.run_dir} ({config.profile} profile, {config.image_siz
 # %%
 test = load_synthetic_test_set(root, model, limit=1)
 inputs = with_landmark_noise(test.network_data(config.training.input_masks, reconstructor.parser_run_dir),
-                             config.training.landmark_noise_nme)        # the paper's inputs: parser masks, detector noise
+                             config.training.landmark_noise_nme)  # the paper's inputs: parser masks, detector noise
 targets = make_batch(inputs, torch.tensor([0]))
 synthetic = reconstruct_triplet(reconstructor, targets, steps)
 with torch.no_grad():
@@ -96,7 +96,8 @@ plots.save_figure(overlay_figure(synthetic, targets, title=f"synthetic test trip
                   figures / "09_synthetic_overlay.png")
 plots.save_figure(error_map_figure(errors, f"synthetic test triplet {sample_id}: distance from the ground truth"),
                   figures / "09_synthetic_error_maps.png")
-save_reconstruction(reconstructor, synthetic, targets, Path(results_dir) / "reconstructions" / f"09_synthetic_{sample_id}.obj",
+mesh_path = Path(results_dir) / "reconstructions" / f"09_synthetic_{sample_id}.obj"
+save_reconstruction(reconstructor, synthetic, targets, mesh_path,
                     mesh_formats=("ply",), title=f"synthetic test triplet {sample_id}, {steps} refinement steps",
                     extra={"ground_truth_rmse_mm": {label: error.rmse_mm for label, error in errors.items()}})
 regions = pd.concat([region_errors_table([error], ids=test.sample_ids).assign(reconstruction=label)
@@ -253,7 +254,8 @@ if ground_truth_mesh and photo_results:
     error = evaluate_against_mesh(model, photo_result.vertices[0], gt_vertices, gt_triangles, gt_landmarks)
     plots.save_figure(error_map_figure({name: error}, f"{name} against {Path(ground_truth_mesh).name}"),
                       figures / "09_photo_error_map.png")
-    write_table(region_errors_table([error], ids=[name]).assign(**trained_by), tables / "09_photo_region_errors.csv", config)
+    write_table(region_errors_table([error], ids=[name]).assign(**trained_by), tables / "09_photo_region_errors.csv",
+                config)
     print(f"rmse {error.rmse_mm:.3f} mm, mean {error.mean_mm:.3f} mm over {error.n_points} ground-truth points")
 else:
     print("no ground_truth_mesh (or no photo reconstruction): nothing to compare with")

@@ -38,7 +38,8 @@ from dfmvr_lib.data.photos import PhotoError, load_photo
 from dfmvr_lib.data.pixelface import PixelFaceDataset, read_gt_mat, read_nicp_landmarks
 from dfmvr_lib.data.readers_common import (DatasetError, DatasetFileNotFound, DatasetLayoutError, ImageReadError,
                                            load_image_rgb, load_mask_png, read_image)
-from dfmvr_lib.parsing.checkpoints import CheckpointFileError, UnsafeCheckpointError, load_face_parsing_checkpoint
+from dfmvr_lib.parsing.pretrained import load_face_parsing_checkpoint
+from dfmvr_lib.runs import CheckpointFileError, UnsafeCheckpointError
 from shared_fixtures import FIXTURES, needs_fixtures
 from test_fitting import smoke_runs  # noqa: F401  (module fixture: a smoke benchmark, parser and 6-step run)
 
@@ -528,7 +529,7 @@ def _mismatched_state() -> dict:
 
 @pytest.mark.parametrize("how", ["reduce", "functools-partial"])
 def test_checkpoint_holding_pickled_code_is_refused_without_running_it(how, tmp_path):
-    from dfmvr_lib.reconstruction.checkpoints import load_reconstructor
+    from dfmvr_lib.reconstruction.reconstructor import load_reconstructor
 
     marker = tmp_path / "ran.txt"
     run = _finished_run(tmp_path / "run")
@@ -544,7 +545,7 @@ def test_checkpoint_holding_pickled_code_is_refused_without_running_it(how, tmp_
 
 @pytest.mark.parametrize("content", [b"", b"hello", "truncated"], ids=["zero-byte", "text", "truncated"])
 def test_corrupt_checkpoint_is_a_checkpoint_file_error_naming_it(content, tmp_path):
-    from dfmvr_lib.reconstruction.checkpoints import load_reconstructor
+    from dfmvr_lib.reconstruction.reconstructor import load_reconstructor
 
     if content == "truncated":
         content = _torch_bytes({"model": torch.zeros(1000)})[:700]

@@ -65,7 +65,8 @@ def lab(tmp_path):
     log = open(tmp_path / "lab.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", "--allow-root", "--LabApp.extension_manager=readonly", f"--ServerApp.root_dir={tmp_path}", "--LabApp.expose_app_in_browser=True",
+         f"--IdentityProvider.token={token}", "--allow-root", "--LabApp.extension_manager=readonly",
+         f"--ServerApp.root_dir={tmp_path}", "--LabApp.expose_app_in_browser=True",
          "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
          "--ServerApp.port_retries=0"],
         stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
@@ -146,7 +147,8 @@ def wait_for(condition, seconds: float, what: str, pause: float = 1.0):
 def explorer_image(driver) -> str:
     """The src of the coefficient explorer's rendered image (the last <img> in an ipywidgets output area)."""
     return driver.execute_script("""
-const images = Array.from(document.querySelectorAll('.jp-OutputArea .widget-output img, .jupyter-widgets-output-area img'));
+const images = Array.from(document.querySelectorAll(
+    '.jp-OutputArea .widget-output img, .jupyter-widgets-output-area img'));
 return images.length ? images[images.length - 1].src : null;""")
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 from dfmvr_lib.cli import EXIT_BAD_INPUT, EXIT_NO_CHECKPOINT, EXIT_OK, EXIT_USAGE, EXIT_WRITE_FAILED, main
 from dfmvr_lib.face_model.factory import load_face_model
 from dfmvr_lib.reconstruction.export import OutputPaths, staged_outputs
-from dfmvr_lib.reconstruction.inputs import InputError, assign_views
+from dfmvr_lib.reconstruction.photo_inputs import InputError, assign_views
 from shared_fixtures import FIXTURES, needs_fixtures
 from test_fitting import smoke_runs  # noqa: F401  (module fixture: a smoke benchmark, parser and 6-step run)
 

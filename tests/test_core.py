@@ -113,7 +113,8 @@ def test_model_combines_bases_and_uses_leading_components():
     vertices, albedo = model(identity, torch.zeros(2, 4), None)
     assert vertices.shape == (2, 6, 3) and albedo.shape == (2, 6, 3)
     assert torch.allclose(vertices[0], model.mean_shape)
-    assert torch.allclose(vertices[1] - vertices[0], torch.as_tensor(data.identity_basis[:, :, 2], dtype=torch.float32), atol=1e-4)
+    column = torch.as_tensor(data.identity_basis[:, :, 2], dtype=torch.float32)
+    assert torch.allclose(vertices[1] - vertices[0], column, atol=1e-4)
     with pytest.raises(ValueError, match="identity coefficients have 9"):
         model(torch.zeros(1, 9))
 

@@ -45,14 +45,15 @@ _WORKER = textwrap.dedent("""
     from dfmvr_lib.config import get_config
     from dfmvr_lib.networks.normalization import replace_batch_norm
     import dfmvr_lib.parsing.training as parsing_training
+    import dfmvr_lib.runs as runs
     import dfmvr_lib.training.loop as loop
 
     job = json.loads(sys.argv[1])
     context = distributed.init_distributed()
     rank = context.rank
-    # Record every run file each rank writes (rank 0 alone should).
+    # Record every run file each rank writes (rank 0 alone should): the run lifecycle (dfmvr_lib.runs) writes them.
     written = []
-    for module in (loop, parsing_training):
+    for module in (runs,):
         for name in ("save_torch", "write_csv", "write_json"):
             original = getattr(module, name)
             def recorder(obj, path, *args, _original=original, **kwargs):

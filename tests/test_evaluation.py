@@ -17,7 +17,7 @@ from dfmvr_lib.evaluation import (align_landmarks, crop_front_face, errors_table
                                   evaluate_reconstruction, front_face_sphere, point_to_mesh_distances,
                                   region_errors_table, vertex_normals)
 from dfmvr_lib.face_model.factory import load_face_model
-from dfmvr_lib.losses import apply_similarity
+from dfmvr_lib.similarity import apply_similarity
 
 # --- test surfaces -----------------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from dfmvr_lib.config import SlurmConfig, WorkbookConfig, get_config
 from dfmvr_lib.experiments.executors import (RunFailedError, executor_settings, make_submitit_executor,
                                              validate_settings)
 from dfmvr_lib.experiments.methods import method_config
-from dfmvr_lib.experiments.tables import train_methods
+from dfmvr_lib.experiments.training_runs import train_methods
 
 TINY = {"training.steps": 2, "training.checkpoint_every": 2, "losses.use_mask": False,
         "training.input_masks": "ground_truth"}

@@ -78,7 +78,8 @@ def test_ordering_statement_names_disagreeing_pairs():
     ])
     text = ordering_statement(table)
     assert "Kendall" in text
-    assert "**Pairs ordered differently from the paper:** Deng et al. (Deep3DFace) [best view] vs DF-MVR (ours)." in text
+    assert ("**Pairs ordered differently from the paper:** Deng et al. (Deep3DFace) [best view] vs DF-MVR (ours)."
+            in text)
     agreeing = table.assign(rmse_mm_mean=[3.0, 2.0, 1.0])
     assert "Every pair is ordered as in the paper" in ordering_statement(agreeing)
 
@@ -152,7 +153,8 @@ def test_claims_say_holds_reversed_or_not_significant():
               "baseline": _errors({"A": [b + 0.5 for b in base], "B": base, "C": [b + 0.4 for b in base]})}
     frame = claims_table(errors, [Claim("good beats ref", "good", "ref"), Claim("ref beats good", "ref", "good"),
                                   Claim("same beats ref", "same", "ref"),
-                                  Claim("good beats the baseline's best view", "good", "baseline", "fused", "best_view")])
+                                  Claim("good beats the baseline's best view", "good", "baseline", "fused",
+                                        "best_view")])
     assert frame["verdict"].tolist() == ["holds", "reversed", "not significant", "holds"]
     assert frame["difference_mm"].iloc[0] == pytest.approx(-0.3)
     assert "**holds**" in claims_markdown(frame) and "40 triplets" in claims_markdown(frame)
@@ -167,7 +169,8 @@ def test_mean_face_statement_names_the_rows_that_do_not_beat_it():
                           {"method": "deng", "test_input": "best_view", "vs_mean_face_mm": 0.1, "p_vs_mean_face": 0.2},
                           {"method": "mean_face", "test_input": "fused", "vs_mean_face_mm": None,
                            "p_vs_mean_face": None}])
-    assert "1 of 2 trained-method rows" in mean_face_statement(table) and "deng [best_view]" in mean_face_statement(table)
+    statement = mean_face_statement(table)
+    assert "1 of 2 trained-method rows" in statement and "deng [best_view]" in statement
     assert "Every trained method beats the mean face" in mean_face_statement(table.iloc[[0, 2]])
 
 
@@ -202,8 +205,8 @@ def test_learning_figure_draws_every_variant_with_its_own_style():
     figure = learning_figure(curves, highlight="variant 0")
     left, right = figure.axes[:2]
     drawn = [line for line in left.get_lines() if line.get_label() in names]
-    assert [line.get_label() for line in drawn] == names and len([l for l in right.get_lines()
-                                                                  if l.get_label() in names]) == 14
+    assert [line.get_label() for line in drawn] == names
+    assert len([line for line in right.get_lines() if line.get_label() in names]) == 14
     styles = {(line.get_color() if isinstance(line.get_color(), str) else tuple(line.get_color()), line.get_linestyle())
               for line in drawn}
     assert len(styles) == 14                                    # no two variants share colour and dash

@@ -10,10 +10,10 @@ import torch
 from dfmvr_lib.camera import PerspectiveCamera, view_yaws
 from dfmvr_lib.config import get_config
 from dfmvr_lib.face_model.factory import load_face_model
-from dfmvr_lib.reconstruction.checkpoints import default_runs, load_reconstructor
+from dfmvr_lib.reconstruction.reconstructor import default_runs, load_reconstructor
 from dfmvr_lib.reconstruction.fitting import (COEFFICIENT_NAMES, RefinementSettings, fitting_loss,
                                               refine_reconstruction)
-from dfmvr_lib.reconstruction.inputs import (PROPORTION_TOLERANCE, nose_position, vertical_proportions,
+from dfmvr_lib.reconstruction.photo_inputs import (PROPORTION_TOLERANCE, nose_position, vertical_proportions,
                                              view_consistency_warnings)
 from dfmvr_lib.reconstruction.pipeline import reconstruct_triplet
 from dfmvr_lib.scene import FaceCoefficients, random_coefficients, render_faces

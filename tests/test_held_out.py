@@ -30,7 +30,8 @@ def scene():
     images = rendered.views("image").clamp(0, 1)
     parse = rendered.views("part_labels")
     targets = TrainingBatch(images=images, parse_maps=parse, network_images=images, network_parse_maps=parse,
-                            landmarks_2d=rendered.landmarks_2d, landmark_visibility=torch.ones(1, 3, 68, dtype=torch.bool),
+                            landmarks_2d=rendered.landmarks_2d,
+                            landmark_visibility=torch.ones(1, 3, 68, dtype=torch.bool),
                             view_weight=torch.ones(1, 3), landmarks_3d=None)
     return config, model, camera, truth, targets
 

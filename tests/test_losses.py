@@ -7,18 +7,18 @@ import torch
 from dfmvr_lib.camera import PerspectiveCamera, euler_to_rotation
 from dfmvr_lib.config import LossConfig, get_config, loss_preset
 from dfmvr_lib.face_model.factory import load_face_model
-from dfmvr_lib.losses import (apply_similarity, landmark_2d_loss, landmark_3d_loss, landmark_weights, lighting_loss,
-                              mask_loss, part_weight_map, photo_loss, reconstruction_loss, reflectance_loss,
-                              regularisation_loss, similarity_transform)
+from dfmvr_lib.losses import (landmark_2d_loss, landmark_3d_loss, landmark_weights, lighting_loss, mask_loss,
+                              part_weight_map, photo_loss, reconstruction_loss, reflectance_loss, regularisation_loss)
 from dfmvr_lib.parsing import BiSeNet, frozen_parser
 from dfmvr_lib.scene import FaceCoefficients, render_faces
+from dfmvr_lib.similarity import apply_similarity, similarity_transform
 
 
 def test_part_weight_map_dilates_parts_only():
     parse = torch.ones(1, 9, 9, dtype=torch.long)
     parse[0, 0, :] = 0                      # a background row
     parse[0, 4, 4] = 6                      # one nose pixel
-    weights = part_weight_map(parse, dilation_px=1)
+    weights = part_weight_map(parse, dilation_px=1, values=LossConfig().weight_map_values)
     assert torch.all(weights[0, 3:6, 3:6] == 254)
     assert weights[0, 1, 1] == 128 and weights[0, 0, 5] == 32
     assert (weights == 254).sum() == 9
@@ -105,7 +105,7 @@ def test_landmark_2d_loss_hand_computed():
     plain = landmark_2d_loss(predicted, target, image_size=224)
     assert plain.item() == pytest.approx(5.0)
     assert landmark_2d_loss(predicted, target, image_size=112).item() == pytest.approx(10.0)   # 224-pixel units
-    weights = landmark_weights()
+    weights = landmark_weights(LossConfig().heavy_landmarks, LossConfig().heavy_landmark_weight)
     assert weights.sum().item() == 57 + 20 * 11
     weighted = landmark_2d_loss(predicted, target, weights=weights)
     assert weighted.item() == pytest.approx(5.0 * (57 + 220) / 68)
@@ -186,7 +186,9 @@ def test_regularisation_and_priors_hand_computed():
                                     albedo=torch.full((2, 80), 2.0), lighting=torch.zeros(2, 27),
                                     angles=torch.zeros(2, 3, 3), translation=torch.zeros(2, 3, 3))
     expected = 1.0 * 80 * 0.25 + 0.8 * 64 + 0.017 * 80 * 4
-    assert regularisation_loss(coefficients).item() == pytest.approx(expected)
+    paper = LossConfig()
+    regular = regularisation_loss(coefficients, paper.identity, paper.expression, paper.albedo)
+    assert regular.item() == pytest.approx(expected)
     grey = torch.ones(1, 27) * 0.3
     assert lighting_loss(grey).item() == pytest.approx(0.0)
     coloured = torch.zeros(1, 27)

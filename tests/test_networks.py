@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from dfmvr_lib.config import get_config
-from dfmvr_lib.networks import (AttentionGate, DFMVRNet, Involution, TriUNet, build_backbone, build_network,
-                                build_regressor, input_channels, involution_aggregate)
+from dfmvr_lib.networks import (AttentionGate, DFMVRNet, Involution, SingleImageNet, TriUNet, build_backbone,
+                                build_network, build_regressor, input_channels, involution_aggregate, network_class,
+                                per_view_faces)
 from dfmvr_lib.networks.backbones import ViewConcatCNN, ViewConcatUNet
+from dfmvr_lib.networks.heads import HEAD_NAMES, coordinate_grid
 from dfmvr_lib.networks.regressors import Bottleneck, scaled_channels
 from dfmvr_lib.scene import FaceCoefficients
 
@@ -408,8 +410,6 @@ def test_pose_heads_can_start_at_the_rig_yaws():
 
 
 def test_coordinate_channels_give_pixel_centres_in_minus_one_to_one():
-    from dfmvr_lib.networks.dfmvr import coordinate_grid
-
     grid = coordinate_grid(torch.zeros(2, 3, 5, 4, 8))
     assert grid.shape == (2, 3, 2, 4, 8)
     assert torch.allclose(grid[0, 0, 0, 0], (torch.arange(8) + 0.5) / 8 * 2 - 1)      # x along the row
@@ -419,3 +419,30 @@ def test_coordinate_channels_give_pixel_centres_in_minus_one_to_one():
                                                    "network.backbone": backbone}))
         out = model(torch.rand(1, 3, 3, 64, 64), torch.randint(0, 10, (1, 3, 64, 64)))
         assert torch.isfinite(out.identity).all()
+
+
+@pytest.mark.parametrize("backbone", ["tri_unet", "cnn", "unet", "single_image"])
+def test_per_view_faces_agrees_with_what_the_network_outputs(backbone):
+    """The configuration's answer (no network built), the class attribute and the built network's output agree:
+    a multi-view network gives B faces seen in S views, a single-image network B * S faces of one view each."""
+    config = get_config("smoke", {"network.backbone": backbone, "network.regressor": "resnet50"})
+    answer = per_view_faces(config.network)
+    assert answer is (backbone == "single_image")
+    assert network_class(config.network) is (SingleImageNet if answer else DFMVRNet)
+    model = build_network(config).eval()
+    assert type(model) is network_class(config.network) and model.per_view_faces is answer
+    B, S = 2, 3
+    with torch.no_grad():
+        out = model(*random_inputs(B, config.image_size))
+    faces, views = (B * S, 1) if answer else (B, S)
+    assert out.batch_size == faces and out.num_views == views
+    assert out.angles.shape == (faces, views, 3) and out.translation.shape == (faces, views, 3)
+
+
+def test_heads_keep_their_state_dict_keys():
+    """Checkpoints name the heads ``heads.<name>.weight / .bias``; the names and their order stay fixed."""
+    for backbone in ("tri_unet", "single_image"):
+        keys = [k for k in build_network(get_config("smoke", {"network.backbone": backbone})).state_dict()
+                if k.startswith("heads.")]
+        assert keys == [f"heads.{name}.{part}" for name in HEAD_NAMES for part in ("weight", "bias")]
+        assert HEAD_NAMES == ("identity", "expression", "albedo", "lighting", "angles", "translation")

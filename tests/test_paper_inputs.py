@@ -2,7 +2,6 @@
 invalidated by another parser run), detector-noise landmarks (their measured NME), the ceiling fit (a case with a
 known answer), and the precision choice (native bf16 only)."""
 import math
-import os
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ import torch
 from dfmvr_lib.config import get_config
 from dfmvr_lib.evaluation.ceiling import best_fit_shapes
 from dfmvr_lib.face_model.factory import load_face_model
-from dfmvr_lib.losses import apply_similarity
+from dfmvr_lib.similarity import apply_similarity
 from dfmvr_lib.precision import autocast, cpu_flags, resolve_precision
 from dfmvr_lib.training import aligned_vertex_error_mm, synthetic_triplets
 from dfmvr_lib.training import input_masks
@@ -99,8 +98,10 @@ def test_ceiling_fit_recovers_a_face_inside_the_model_span():
     expression = torch.randn(2, model.num_expression, generator=generator) * 0.7
     vertices, _ = model(identity, expression)
     angle = torch.tensor(0.2)
-    rotation = torch.tensor([[1.0, 0, 0], [0, math.cos(angle), -math.sin(angle)], [0, math.sin(angle), math.cos(angle)]])
-    moved = apply_similarity(vertices, torch.tensor([1.1, 0.9]), rotation.expand(2, 3, 3), torch.tensor([[5.0, -3, 2]] * 2))
+    cos, sin = math.cos(angle), math.sin(angle)
+    rotation = torch.tensor([[1.0, 0, 0], [0, cos, -sin], [0, sin, cos]])
+    moved = apply_similarity(vertices, torch.tensor([1.1, 0.9]), rotation.expand(2, 3, 3),
+                             torch.tensor([[5.0, -3, 2]] * 2))
     fit = best_fit_shapes(model, moved)
     region = model.evaluation_region                 # the fit sees the front face only: compare the shapes there
     assert (fit.vertices - vertices)[:, region].abs().max() < 1e-3

@@ -13,7 +13,7 @@ from dfmvr_lib.parsing import (BiSeNet, celebamask19_groups, frozen_parser, iou_
                                load_run_model, parse_probabilities, predict_labels, pretrain_parser)
 from dfmvr_lib.parsing.augment import FLIP_CLASSES, augment_batch, flip_batch
 from dfmvr_lib.parsing.bisenet import merge_logits
-from dfmvr_lib.parsing.checkpoints import FACE_PARSING_CLASSES
+from dfmvr_lib.parsing.pretrained import FACE_PARSING_CLASSES
 from dfmvr_lib.parsing.evaluation import confusion_matrix, flip_averaged_probabilities
 from dfmvr_lib.parsing.training import ohem_cross_entropy, parser_loss, soft_dice_loss
 
@@ -36,7 +36,8 @@ def test_output_shape_and_classes():
 
 
 def test_width_changes_parameter_count():
-    count = lambda m: sum(p.numel() for p in m.parameters())
+    def count(module):
+        return sum(p.numel() for p in module.parameters())
     assert count(BiSeNet(width=0.125)) < count(BiSeNet(width=0.25)) < count(BiSeNet(width=0.5))
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 from dfmvr_lib.camera import PerspectiveCamera
 from dfmvr_lib.config import get_config
 from dfmvr_lib.data import landmarks as landmarks_module
-from dfmvr_lib.data.alignment import (REFERENCE_SIZE, align_face, alignment_template, apply_affine, fit_pos,
+from dfmvr_lib.data.photo_crop import (REFERENCE_SIZE, align_face, alignment_template, apply_affine, fit_pos,
                                       fit_similarity, warp_affine)
 from dfmvr_lib.data.landmarks import (FaceDetection, LandmarkDetectorUnavailable, NoFaceFound,
                                       normalised_mean_error, read_pts)
@@ -108,7 +108,8 @@ def test_dlib_nme_on_300w_fixture(dlib_detector):
 @needs_fixtures
 @needs_dlib
 def test_dlib_finds_faces_in_every_real_multiview_fixture(dlib_detector):
-    files = sorted((FIXTURES / "real_multiview").glob("*/*.jpg")) + sorted((FIXTURES / "real_multiview").glob("*/*/*.png"))
+    folder = FIXTURES / "real_multiview"
+    files = sorted(folder.glob("*/*.jpg")) + sorted(folder.glob("*/*/*.png"))
     assert len(files) == 12
     for file in files:
         detection = dlib_detector.detect(np.asarray(Image.open(file).convert("RGB")))

@@ -8,6 +8,7 @@ import torch
 
 from dfmvr_lib.face_model import NUM_PARTS, MorphableModel
 from dfmvr_lib.face_model import procedural_components as pc
+from dfmvr_lib.face_model import procedural_shape as ps
 from dfmvr_lib.face_model.procedural import build_procedural_model
 
 SMALL = dict(vertex_target=6000, identity_components=50, expression_components=32, albedo_components=24)
@@ -108,6 +109,54 @@ def test_named_components_and_scales(model):
     assert float(id_norm[:40].mean()) > float(id_norm[44:].mean())
 
 
+def test_component_keys_are_checked_against_the_spec():
+    spec = ps.mean_spec()
+    pc.check_component_keys(pc.IDENTITY + pc.EXPRESSION, spec)          # the shipped components (also at import)
+    with pytest.raises(KeyError, match=r"'nose_lenght'.*'w_nose_lenght'"):
+        pc.check_component_keys([("nose_lenght", dict(w_nose_lenght=3.0))], spec)
+    with pytest.raises(ValueError, match="'neck_r'"):
+        pc.check_component_keys([("neck", dict(neck_r=pc._J(1.0, 1.0, 1.0)))], spec)   # 2-tuple entry
+    with pytest.raises(ValueError, match="'chin'"):
+        pc.check_component_keys([("chin", dict(chin=pc._J(1.0)))], spec)
+    with pytest.raises(KeyError, match="'smile_left'"):
+        pc.apply_delta(spec, dict(smile_left=1.0))
+    moved = pc.apply_delta(spec, dict(smile_l=3.0, neck_r=pc._J(4.0, 4.0)), -0.5)
+    assert moved["smile_l"] == -1.5 and moved["neck_r"] == (spec["neck_r"][0] - 2.0, spec["neck_r"][1] - 2.0)
+    assert set(moved) == set(spec) and spec["smile_l"] == 0.0                 # a copy, no new entries
+
+
+class _RecordingSpec(dict):
+    """A spec that records the keys read from it."""
+
+    def __init__(self, base):
+        super().__init__(base)
+        self.read = set()
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return dict.__getitem__(self, key)
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return dict.get(self, key, default)
+
+
+def test_every_spec_entry_is_read_by_the_construction(monkeypatch):
+    """The known keys of the component check are exactly the entries the construction reads: the mean face reads
+    all but the jaw-rotation ones, which an open jaw reads."""
+    from dfmvr_lib.face_model import procedural
+
+    spec = _RecordingSpec(ps.mean_spec())
+    with monkeypatch.context() as patch:
+        patch.setattr(ps, "mean_spec", lambda: spec)
+        patch.setattr(ps, "Memo", lambda: ps._no_memo)          # no memo: it would read from copies
+        procedural.build_procedural_model(vertex_target=6000, identity_components=0, expression_components=0,
+                                          albedo_components=0)
+    open_jaw = _RecordingSpec(pc.apply_delta(ps.mean_spec(), dict(jaw_open=0.05)))
+    procedural._geometry(open_jaw, procedural._build_topology(ps.mean_spec(), 6000, relax_iterations=0))
+    assert set(ps.mean_spec()) - spec.read - open_jaw.read == set()
+
+
 def test_random_faces_stay_human(model):
     g = torch.Generator().manual_seed(3)
     n = 24
@@ -154,7 +203,7 @@ def test_eye_close_closes_the_lids(model, side, upper, lower):
     lm = model.landmark_68
 
     def gap(v):
-        return min(float(v[lm[u], 1] - v[lm[l], 1]) for u, l in zip(upper, lower))
+        return min(float(v[lm[up], 1] - v[lm[low], 1]) for up, low in zip(upper, lower))
 
     open_gap = gap(model.mean_shape)
     closed = _expression(model, f"eye_close_{side}", 1.0 / 0.42)  # full closure

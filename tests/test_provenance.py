@@ -378,3 +378,79 @@ def test_training_keeps_torch_threads_when_numba_starts_its_pool():
     if threads["plain"] == "1":
         pytest.skip("numba's threading layer does not change torch's thread count here")
     assert threads["settle"] == "1"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the run lifecycle (dfmvr_lib.runs.ResumableRun)
+
+def test_a_keyed_run_is_resumed_from_its_checkpoint_then_finished_then_reused(tmp_path, monkeypatch):
+    from dfmvr_lib.runs import (CHECKPOINT, DONE, FINAL, METRICS, RUN_INFO, VALIDATION, ResumableRun, keyed_run_dir,
+                                run_hash)
+
+    monkeypatch.setattr(provenance, "git_commit", lambda short=True: "first")
+    key = {"what": "a run", "seed": 0}
+    fresh = ResumableRun.open(key, tmp_path / "runs", kind="parser")
+    assert fresh.run_dir == keyed_run_dir(tmp_path / "runs", key) == tmp_path / "runs" / run_hash(key)
+    assert fresh.run_dir.is_dir() and not fresh.finished and fresh.main
+    assert fresh.start() is None and fresh.resumed_from == 0 and fresh.commits == ["first"]
+    assert json.loads((fresh.run_dir / RUN_INFO).read_text()) == key
+    rows = [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]
+    tables = {METRICS: (rows, ("step", "loss")), VALIDATION: ([], None)}
+    fresh.save_checkpoint({"model": {"w": torch.ones(2)}, "step": 2, "metrics": rows}, tables)
+    assert not (fresh.run_dir / VALIDATION).exists()               # no rows, no columns: not written yet
+    assert list(pd.read_csv(fresh.run_dir / METRICS)["step"]) == [1, 2] and not fresh.finished
+
+    monkeypatch.setattr(provenance, "git_commit", lambda short=True: "second")
+    resumed = ResumableRun.open(key, tmp_path / "runs")
+    state = resumed.start()
+    assert resumed.run_dir == fresh.run_dir and resumed.resumed_from == 2 and state["metrics"] == rows
+    assert torch.equal(state["model"]["w"], torch.ones(2)) and resumed.commits == ["first", "second"]
+    frames = resumed.finish({"model": {"w": torch.zeros(2)}}, tables, steps=2, seconds=3.0)
+    assert list(frames[METRICS]["loss"]) == [2.0, 1.5] and frames[VALIDATION].empty
+    assert json.loads((resumed.run_dir / DONE).read_text()) == done_record(2, 3.0, ["first", "second"])
+    assert trained_at_commit(resumed.run_dir) == "first>second"
+
+    reused = ResumableRun.open(key, tmp_path / "runs")
+    assert reused.finished and torch.equal(reused.load(FINAL)["model"]["w"], torch.zeros(2))
+    assert list(reused.read_table(METRICS)["step"]) == [1, 2] and reused.read_table(VALIDATION).empty
+    assert ResumableRun.open(key, None, run_dir=tmp_path / "elsewhere").run_dir == tmp_path / "elsewhere"
+    (reused.run_dir / CHECKPOINT).unlink()
+    assert reused.finished                                          # final.pt and done.json make it finished
+
+
+def test_only_rank_zero_writes_and_a_checkpoint_with_pickled_code_is_refused(tmp_path):
+    from dfmvr_lib.runs import CHECKPOINT, METRICS, ResumableRun, UnsafeCheckpointError
+
+    other = ResumableRun(tmp_path / "run", {"k": 1}, kind="reconstruction", main=False)
+    other.run_dir.mkdir()
+    assert other.start() is None
+    other.save_checkpoint({"step": 1}, {METRICS: ([{"step": 1}], ("step",))})
+    frames = other.finish({"model": {}}, {METRICS: ([{"step": 1}], ("step",))}, steps=1, seconds=0.0)
+    assert list(frames[METRICS]["step"]) == [1] and list(other.run_dir.iterdir()) == []
+
+    torch.save({"step": 1, "object": Interrupted("pickled")}, other.run_dir / CHECKPOINT)
+    with pytest.raises(UnsafeCheckpointError, match="reconstruction run's checkpoint.pt"):
+        ResumableRun.open({"k": 1}, tmp_path, run_dir=other.run_dir, kind="reconstruction").start()
+
+
+def test_run_file_names_and_places_are_defined_once():
+    import dfmvr_lib.experiments.executors as executors
+    import dfmvr_lib.reconstruction.reconstructor as reconstructor
+    import dfmvr_lib.runs as runs
+    import dfmvr_lib.workbook as workbook
+
+    assert runs.FINISHED_FILES == (runs.FINAL, runs.DONE) == ("final.pt", "done.json")
+    assert reconstructor.is_finished is runs.is_finished
+    assert executors.is_finished is runs.is_finished
+    assert workbook.dataset_dir is runs.dataset_dir and workbook.runs_dir is runs.runs_dir
+    assert runs.runs_dir("d", "parser") == Path("d/runs/parser")
+    assert runs.dataset_dir("d", "cpu") == Path("d/synthetic_cpu_pixelface-like")
+    with pytest.raises(ValueError, match="unknown run kind"):
+        runs.runs_dir("d", "parsers")
+    # no module of the library spells a run file's name but dfmvr_lib/runs.py
+    names = [f'"{name}"' for name in (runs.RUN_INFO, runs.CHECKPOINT, runs.METRICS, runs.VALIDATION, runs.FINAL,
+                                       runs.DONE)]
+    for module in ("training/loop.py", "parsing/training.py", "reconstruction/reconstructor.py",
+                   "experiments/executors.py", "experiments/tables.py", "distributed.py", "workbook.py"):
+        text = (REPOSITORY / "dfmvr_lib" / module).read_text()
+        assert [name for name in names if name in text] == [], module

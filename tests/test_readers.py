@@ -17,6 +17,7 @@ from dfmvr_lib.data.celebamask import CelebAMaskDataset, ParsingSample, map_part
 from dfmvr_lib.data.multipie import MultiPieDataset
 from dfmvr_lib.data.pixelface import (ALIGNMENT_7_IN_101, DROPPED_CONTOUR_106, KEPT_106, PixelFaceDataset,
                                       landmarks_106_to_101, read_gt_mat, read_nicp_landmarks, upright_raw_image)
+from dfmvr_lib.data.readers_base import DatasetReader, MultiViewReader, ReaderOptionError
 from dfmvr_lib.data.readers_common import (DatasetLayoutError, ImageReadError, load_image_rgb, split_subjects)
 from dfmvr_lib.data.sample import collate_samples
 
@@ -54,7 +55,8 @@ def test_image_conversions(tmp_path):
     rgba[:2, :, 3] = 255                                     # top opaque, bottom transparent
     Image.fromarray(rgba).save(tmp_path / "rgba.png")
     image = load_image_rgb(tmp_path / "rgba.png")
-    assert torch.allclose(image[0, :2], torch.tensor(200 / 255.0)) and torch.all(image[:, 2:] == 1)  # transparent -> white
+    # top opaque, bottom transparent -> white
+    assert torch.allclose(image[0, :2], torch.tensor(200 / 255.0)) and torch.all(image[:, 2:] == 1)
 
     sixteen = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4000)
     Image.fromarray(sixteen).save(tmp_path / "deep.png")
@@ -432,3 +434,58 @@ def test_celebamask_wrong_layout(tmp_path):
     (tmp_path / "CelebAMask-HQ-mask-anno" / "0").mkdir(parents=True)
     with pytest.raises(DatasetLayoutError, match="00005_<part>.png"):
         CelebAMaskDataset(tmp_path)[0]
+
+
+# ------------------------------------------------------------------------------------- shared reader options (base)
+MULTIVIEW_READERS = (PixelFaceDataset, BosphorusDataset, MultiPieDataset)
+BAD_SHARED_OPTIONS = {
+    "image_size-zero": ("image_size", 0), "image_size-negative": ("image_size", -32),
+    "image_size-fraction": ("image_size", 224.5), "image_size-text": ("image_size", "224"),
+    "image_size-bool": ("image_size", True), "landmark_provider-number": ("landmark_provider", 3),
+    "parse_provider-text": ("parse_provider", "parser"), "parse_from_landmarks-text": ("parse_from_landmarks", "no"),
+    "subjects-one-string": ("subjects", "bs000"), "subjects-number": ("subjects", 7),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SHARED_OPTIONS))
+def test_a_bad_shared_option_gives_the_same_error_from_every_reader(case, tmp_path):
+    option, value = BAD_SHARED_OPTIONS[case]
+    readers = MULTIVIEW_READERS + ((CelebAMaskDataset,) if option == "image_size" else ())
+    messages = set()
+    for reader in readers:
+        assert issubclass(reader, DatasetReader)
+        with pytest.raises(ReaderOptionError) as caught:        # checked before the (missing) folder is looked at
+            reader(tmp_path / "nowhere", **{option: value})
+        assert isinstance(caught.value, ValueError)
+        message = str(caught.value)
+        assert message.startswith(f"{reader.dataset_name}: {option} must be ") and repr(value) in message
+        messages.add(message[len(reader.dataset_name):])
+    assert len(messages) == 1, messages
+
+
+def test_reader_specific_options_are_checked_too(tmp_path):
+    with pytest.raises(ReaderOptionError, match="layout must be 'auto', 'processed' or 'raw', got 'flat'"):
+        PixelFaceDataset(tmp_path, layout="flat")
+    with pytest.raises(ReaderOptionError, match="side_rule must be 'geometry' or 'names', got 'left'"):
+        CelebAMaskDataset(tmp_path, side_rule="left")
+    with pytest.raises(ReaderOptionError, match="Bosphorus: require_all_views must be True or False"):
+        BosphorusDataset(tmp_path, require_all_views="yes")
+    with pytest.raises(ReaderOptionError, match="Multi-PIE: camera_views must map camera ids to view indices"):
+        MultiPieDataset(tmp_path, camera_views={"080": 3})
+
+
+def test_the_base_class_keeps_the_options_through_split(tmp_path):
+    for subject in ("001", "002", "003", "004"):
+        for name, colour in zip(("left", "front", "right"), VIEW_COLOURS):
+            save_rgb(tmp_path / subject / "s01" / f"{name}.png", colour)
+    provider = lambda image: np.full((68, 2), 3.0)  # noqa: E731
+    dataset = MultiPieDataset(tmp_path, image_size=np.int64(20), landmark_provider=provider,
+                              camera_views={"080": 0, "051": 1, "190": 2}, subjects=["001", "002", "003", 4])
+    assert isinstance(dataset, MultiViewReader) and dataset.image_size == 20 and type(dataset.image_size) is int
+    assert dataset.subjects == {"001", "002", "003", "4"} and dataset.subject_ids == ["001", "002", "003"]
+    train, val = dataset.split(0.5)
+    for part in (train, val):
+        assert type(part) is MultiPieDataset and part.image_size == 20 and part.landmark_provider is provider
+        assert part[0].images.shape == (3, 3, 20, 20) and torch.all(part[0].landmarks_2d == 3.0)
+    assert sorted(train.subject_ids + val.subject_ids) == ["001", "002", "003"]
+    assert PixelFaceDataset.dataset_name == "Pixel-Face" and CelebAMaskDataset.dataset_name == "CelebAMask-HQ"

@@ -140,8 +140,9 @@ def test_meshes_in_mm_and_outside_the_reconstruction_span(root, settings, gt_mod
                                           reconstruction.num_expression))
     assert residuals and all(0.3 < r < 6.0 for r in residuals), residuals
     # a face made inside the span has (almost) no residual: the fit itself is right
-    inside, _ = reconstruction(torch.randn(1, reconstruction.num_identity), torch.randn(1, reconstruction.num_expression))
-    assert span_residual_mm(reconstruction, inside[0], reconstruction.num_identity, reconstruction.num_expression) < 1e-2
+    identity, expression = reconstruction.num_identity, reconstruction.num_expression
+    inside, _ = reconstruction(torch.randn(1, identity), torch.randn(1, expression))
+    assert span_residual_mm(reconstruction, inside[0], identity, expression) < 1e-2
 
 
 def test_ground_truth_rebuilds_from_saved_coefficients(root, gt_model):

@@ -15,7 +15,7 @@ import torch
 from dfmvr_lib.camera import PerspectiveCamera
 from dfmvr_lib.config import get_config
 from dfmvr_lib.face_model.factory import load_face_model
-from dfmvr_lib.losses import apply_similarity
+from dfmvr_lib.similarity import apply_similarity
 from dfmvr_lib.networks import build_network
 from dfmvr_lib.training import (aligned_vertex_error_mm, learning_rate_factor, make_batch, reconstruct,
                                 synthetic_triplets, train_reconstruction)
@@ -190,7 +190,8 @@ def test_aligned_vertex_error_known_cases():
     target = torch.randn(2, 500, 3, generator=generator) * 50
     assert aligned_vertex_error_mm(target, target).abs().max() < 1e-4
     rotation = torch.linalg.matrix_exp(torch.tensor([[0.0, -0.3, 0.1], [0.3, 0.0, -0.2], [-0.1, 0.2, 0.0]]))
-    moved = apply_similarity(target, torch.tensor([1.1, 0.9]), rotation.expand(2, 3, 3), torch.tensor([5.0, -3, 2]).expand(2, 3))
+    moved = apply_similarity(target, torch.tensor([1.1, 0.9]), rotation.expand(2, 3, 3),
+                             torch.tensor([5.0, -3, 2]).expand(2, 3))
     assert aligned_vertex_error_mm(moved, target).abs().max() < 1e-3
     offset = target.clone()
     offset[:, ::2, 2] += 2.0                       # +2 mm on half the points, -2 mm after centring: ~2 mm

@@ -49,8 +49,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from scipy.spatial import Delaunay
+
+from .readers_base import MultiViewReader, check_flag
 from .readers_common import (IMAGE_SUFFIXES, DatasetFileError, DatasetFileNotFound, LandmarkProvider, ParseProvider,
-                             build_multiview_sample, file_problem, layout_error, load_image_rgb, split_subjects)
+                             file_problem)
 from .sample import MultiViewSample
 
 FRONTAL_TAG = "N_N"
@@ -175,8 +178,6 @@ def delaunay_mesh(points: np.ndarray, max_edge_mm: float | None = None, relative
     The limit is ``max_edge_mm`` if given, else ``relative_max_edge`` x the median 3D edge length of the
     triangulation (about the grid spacing for a scan). Returns (F, 3) int64, counter-clockwise seen from +z.
     """
-    from scipy.spatial import Delaunay
-
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 3:
         raise ValueError(f"points must be (N, 3), got {points.shape}")
@@ -207,112 +208,111 @@ def parse_bosphorus_name(stem: str) -> tuple[str, str, int] | None:
     return match["subject"], match["tag"], int(match["index"])
 
 
-class BosphorusDataset(torch.utils.data.Dataset):
+class BosphorusDataset(MultiViewReader):
     """One :class:`MultiViewSample` per subject: A = ``YR_R{left_view_yaw_degrees}``, B = ``N_N``,
     C = ``YR_L{right_view_yaw_degrees}``; GT mesh = the Delaunay-meshed frontal scan (mm).
 
     A subject needs a frontal ``.bnt``; a missing side image gives a black view with ``view_present`` False
-    (``require_all_views=True`` skips such subjects instead).
+    (``require_all_views=True`` skips such subjects instead). Options shared with the other readers (``image_size``,
+    providers, ``parse_from_landmarks``, ``subjects``) are checked by :class:`~.readers_base.MultiViewReader`.
     """
+
+    dataset_name = "Bosphorus"
 
     def __init__(self, root: str | os.PathLike, *, image_size: int | None = 224, left_view_yaw_degrees: int = 45,
                  right_view_yaw_degrees: int = 45, swap_sides: bool = False, require_all_views: bool = False,
                  landmark_provider: LandmarkProvider | None = None, parse_provider: ParseProvider | None = None,
                  parse_from_landmarks: bool = False, load_mesh: bool = True, max_edge_mm: float | None = None,
                  subjects: Sequence[str] | None = None):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise layout_error("Bosphorus", self.root, "a dataset folder")
-        files: dict[tuple[str, str, int], dict[str, Path]] = {}
-        for pattern in ("*", "*/*"):
-            for path in sorted(self.root.glob(pattern)):
-                suffix = path.suffix.lower()
-                if not path.is_file() or (suffix not in (".bnt", ".lm3") and suffix not in IMAGE_SUFFIXES):
-                    continue
-                parsed = parse_bosphorus_name(path.stem)
-                if parsed is None:
-                    continue
-                kind = "image" if suffix in IMAGE_SUFFIXES else suffix[1:]
-                files.setdefault(parsed, {}).setdefault(kind, path)
+        name = self.dataset_name
+        swap_sides = check_flag(swap_sides, "swap_sides", name)
+        require_all_views = check_flag(require_all_views, "require_all_views", name)
+        self.load_mesh = check_flag(load_mesh, "load_mesh", name)
+        self.max_edge_mm = max_edge_mm
+        super().__init__(root, image_size=image_size, landmark_provider=landmark_provider,
+                         parse_provider=parse_provider, parse_from_landmarks=parse_from_landmarks, subjects=subjects,
+                         left_view_yaw_degrees=left_view_yaw_degrees, right_view_yaw_degrees=right_view_yaw_degrees,
+                         swap_sides=swap_sides, require_all_views=require_all_views, load_mesh=self.load_mesh,
+                         max_edge_mm=max_edge_mm)
+        self._require_folder()
+        files = _scan_files(self.root)
         left_tag, right_tag = f"YR_R{int(left_view_yaw_degrees)}", f"YR_L{int(right_view_yaw_degrees)}"
         if swap_sides:
             left_tag, right_tag = f"YR_L{int(left_view_yaw_degrees)}", f"YR_R{int(right_view_yaw_degrees)}"
         self.view_tags = (left_tag, FRONTAL_TAG, right_tag)
-        wanted = None if subjects is None else set(str(s) for s in subjects)
-        self.entries = []
         for subject in sorted({key[0] for key in files}):
-            if wanted is not None and subject not in wanted:
-                continue
-            frontal = sorted((k for k in files if k[0] == subject and k[1] == FRONTAL_TAG and "bnt" in files[k]),
-                             key=lambda k: k[2])
-            if not frontal:
-                continue
-            views = []
-            for tag in self.view_tags:
-                keys = sorted((k for k in files if k[0] == subject and k[1] == tag and "image" in files[k]),
-                              key=lambda k: k[2])
-                if tag == FRONTAL_TAG:
-                    keys = [frontal[0]] if "image" in files[frontal[0]] else []
-                views.append(files[keys[0]]["image"] if keys else None)
-            if require_all_views and any(v is None for v in views):
-                continue
-            self.entries.append({"subject": subject, "views": tuple(views), "bnt": files[frontal[0]]["bnt"],
-                                 "lm3": files[frontal[0]].get("lm3")})
-        if not self.entries and wanted is None:
+            entry = self._entry(files, subject) if self._wanted(subject) else None
+            if entry is not None and not (require_all_views and any(v is None for v in entry["views"])):
+                self.entries.append(entry)
+        if not self.entries and self.subjects is None:
             found = sorted({p.name for k, kinds in files.items() for p in kinds.values()})
             expected = ("<subject>_N_N_0.bnt (+ .png, .lm3) and side views <subject>_YR_R45_0.png / "
                         "<subject>_YR_L45_0.png, directly under the folder or in <subject>/ subfolders")
-            raise layout_error("Bosphorus", self.root, expected, found or None)
-        self.image_size = image_size
-        self.landmark_provider = landmark_provider
-        self.parse_provider = parse_provider
-        self.parse_from_landmarks = parse_from_landmarks
-        self.load_mesh = load_mesh
-        self.max_edge_mm = max_edge_mm
-        self._options = dict(image_size=image_size, left_view_yaw_degrees=left_view_yaw_degrees,
-                             right_view_yaw_degrees=right_view_yaw_degrees, swap_sides=swap_sides,
-                             require_all_views=require_all_views, landmark_provider=landmark_provider,
-                             parse_provider=parse_provider, parse_from_landmarks=parse_from_landmarks,
-                             load_mesh=load_mesh, max_edge_mm=max_edge_mm)
+            raise self._layout_error(expected, found or None)
 
-    def __len__(self) -> int:
-        return len(self.entries)
+    def _entry(self, files: dict[tuple[str, str, int], dict[str, Path]], subject: str) -> dict | None:
+        """The entry of one subject (its view images in :attr:`view_tags` order, frontal ``.bnt`` and ``.lm3``), or
+        None without a frontal scan."""
+        frontal = sorted((k for k in files if k[0] == subject and k[1] == FRONTAL_TAG and "bnt" in files[k]),
+                         key=lambda k: k[2])
+        if not frontal:
+            return None
+        views = []
+        for tag in self.view_tags:
+            keys = sorted((k for k in files if k[0] == subject and k[1] == tag and "image" in files[k]),
+                          key=lambda k: k[2])
+            if tag == FRONTAL_TAG:
+                keys = [frontal[0]] if "image" in files[frontal[0]] else []
+            views.append(files[keys[0]]["image"] if keys else None)
+        return {"subject": subject, "views": tuple(views), "bnt": files[frontal[0]]["bnt"],
+                "lm3": files[frontal[0]].get("lm3")}
 
-    @property
-    def subject_ids(self) -> list[str]:
-        return [e["subject"] for e in self.entries]
-
-    def split(self, train_fraction: float = 0.8, seed: int = 0) -> tuple["BosphorusDataset", "BosphorusDataset"]:
-        train, val = split_subjects(self.subject_ids, train_fraction, seed)
-        return (BosphorusDataset(self.root, subjects=train, **self._options),
-                BosphorusDataset(self.root, subjects=val, **self._options))
+    def _mesh(self, bnt_path: Path, extras: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The GT mesh of a frontal scan: (V, 3) float32 mm valid points and (F, 3) int64 Delaunay triangles; puts
+        the points' texture coordinates in ``extras["uv"]``."""
+        bnt = read_bnt(bnt_path)
+        valid = bnt.valid
+        points = bnt.data[valid, :3]
+        if points.shape[0] < 3:
+            raise DatasetFileError(bnt_path, "fewer than 3 valid points (z != zmin): nothing to mesh")
+        extras["uv"] = bnt.data[valid, 3:5].astype(np.float32)
+        return (torch.from_numpy(points.astype(np.float32)),
+                torch.from_numpy(delaunay_mesh(points, max_edge_mm=self.max_edge_mm)))
 
     def __getitem__(self, index: int) -> MultiViewSample:
         entry = self.entries[index]
-        images = [load_image_rgb(p) if p is not None else None for p in entry["views"]]
-        extras: dict = {"view_tags": self.view_tags, "view_paths": [str(p) if p else None for p in entry["views"]],
+        images = self._load_views(entry["views"])
+        extras: dict = {"view_tags": self.view_tags, "view_paths": self._view_paths(entry["views"]),
                         "bnt_path": str(entry["bnt"])}
         mesh_vertices = mesh_triangles = None
         if self.load_mesh:
-            bnt = read_bnt(entry["bnt"])
-            valid = bnt.valid
-            points = bnt.data[valid, :3]
-            if points.shape[0] < 3:
-                raise DatasetFileError(entry["bnt"], "fewer than 3 valid points (z != zmin): nothing to mesh")
-            mesh_vertices = torch.from_numpy(points.astype(np.float32))
-            mesh_triangles = torch.from_numpy(delaunay_mesh(points, max_edge_mm=self.max_edge_mm))
-            extras["uv"] = bnt.data[valid, 3:5].astype(np.float32)
+            mesh_vertices, mesh_triangles = self._mesh(entry["bnt"], extras)
         if entry["lm3"] is not None:
             landmarks = read_lm3(entry["lm3"])
             extras["landmarks_lm3"] = landmarks
             alignment = alignment_7_from_lm3(landmarks)
             if alignment is not None:
                 extras["alignment_7"] = alignment.astype(np.float32)
-        return build_multiview_sample(
-            images, subject_id=entry["subject"], sample_id=entry["subject"], image_size=self.image_size,
-            source=f"Bosphorus subject {entry['subject']}", landmark_provider=self.landmark_provider,
-            parse_provider=self.parse_provider, parse_from_landmarks=self.parse_from_landmarks,
-            mesh_vertices=mesh_vertices, mesh_triangles=mesh_triangles, extras=extras)
+        return self._build_sample(images, subject_id=entry["subject"], sample_id=entry["subject"],
+                                  source=f"Bosphorus subject {entry['subject']}", mesh_vertices=mesh_vertices,
+                                  mesh_triangles=mesh_triangles, extras=extras)
+
+
+def _scan_files(root: Path) -> dict[tuple[str, str, int], dict[str, Path]]:
+    """``{(subject, tag, index): {"bnt" | "lm3" | "image": path}}`` of the Bosphorus-named files directly under
+    ``root`` or one folder below it (the first file of each kind, in sorted path order)."""
+    files: dict[tuple[str, str, int], dict[str, Path]] = {}
+    for pattern in ("*", "*/*"):
+        for path in sorted(root.glob(pattern)):
+            suffix = path.suffix.lower()
+            if not path.is_file() or (suffix not in (".bnt", ".lm3") and suffix not in IMAGE_SUFFIXES):
+                continue
+            parsed = parse_bosphorus_name(path.stem)
+            if parsed is None:
+                continue
+            kind = "image" if suffix in IMAGE_SUFFIXES else suffix[1:]
+            files.setdefault(parsed, {}).setdefault(kind, path)
+    return files
 
 
 __all__ = ["BntData", "BosphorusDataset", "alignment_7_from_lm3", "delaunay_mesh", "parse_bosphorus_name",

@@ -42,8 +42,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .readers_common import (DatasetFileError, layout_error, load_image_rgb, load_mask_png, resize_image,
-                             resize_labels)
+from .readers_base import DatasetReader, check_choice, check_flag
+from .readers_common import DatasetFileError, load_image_rgb, load_mask_png, resize_image, resize_labels
 
 IMAGE_FOLDER = "CelebA-HQ-img"
 MASK_FOLDER = "CelebAMask-HQ-mask-anno"
@@ -63,6 +63,9 @@ PART_TO_CLASS = {
 }
 """CelebAMask-HQ part -> project class, with the ``l_``/``r_`` eye and brow classes as named when ``l_`` = image
 left (the side actually used is decided per image, see the module doc)."""
+
+SIDE_RULES = ("geometry", "names")
+"""How eye and brow sides are decided (module doc): from the masks' positions, or from the part names."""
 
 _PAIRS = (("l_eye", "r_eye", LEFT_EYE, RIGHT_EYE), ("l_brow", "r_brow", LEFT_BROW, RIGHT_BROW))
 _MASK_NAME = re.compile(r"^(?P<id>\d+)_(?P<part>[a-z_]+)$")
@@ -96,8 +99,7 @@ def map_parts_to_classes(masks: Mapping[str, np.ndarray], side_rule: str = "geom
                          l_is_image_left: bool = False) -> np.ndarray:
     """Combine CelebAMask-HQ part masks (``{part: (H, W) bool}``, any subset of :data:`PART_NAMES`) into an
     (H, W) int64 map of the project's 10 classes (rules in the module doc)."""
-    if side_rule not in ("geometry", "names"):
-        raise ValueError(f"side_rule must be 'geometry' or 'names', got {side_rule!r}")
+    check_choice(side_rule, "side_rule", SIDE_RULES)
     unknown = sorted(set(masks) - set(PART_NAMES))
     if unknown:
         raise ValueError(f"unknown CelebAMask-HQ parts {unknown}; known: {list(PART_NAMES)}")
@@ -136,7 +138,7 @@ def map_parts_to_classes(masks: Mapping[str, np.ndarray], side_rule: str = "geom
     return labels
 
 
-class CelebAMaskDataset(torch.utils.data.Dataset):
+class CelebAMaskDataset(DatasetReader):
     """CelebAMask-HQ images with 10-class part maps (:class:`ParsingSample`).
 
     Args:
@@ -144,17 +146,22 @@ class CelebAMaskDataset(torch.utils.data.Dataset):
         image_size: square output size (image bilinear, labels nearest); ``None``: the image's own size (the
             masks are resized to it).
         ids: restrict to these image ids.
-        side_rule, l_is_image_left: see :func:`map_parts_to_classes`.
+        side_rule, l_is_image_left: see :func:`map_parts_to_classes` (checked here, with ``image_size``:
+            :class:`~.readers_base.DatasetReader`).
     """
+
+    dataset_name = "CelebAMask-HQ"
 
     def __init__(self, root: str | os.PathLike, *, image_size: int | None = 512, ids: Sequence[int] | None = None,
                  side_rule: str = "geometry", l_is_image_left: bool = False):
-        self.root = Path(root)
+        self.side_rule = check_choice(side_rule, "side_rule", SIDE_RULES)
+        self.l_is_image_left = check_flag(l_is_image_left, "l_is_image_left", self.dataset_name)
+        super().__init__(root, image_size=image_size)
         image_dir, mask_dir = self.root / IMAGE_FOLDER, self.root / MASK_FOLDER
         expected = (f"{IMAGE_FOLDER}/<id>.jpg and {MASK_FOLDER}/<id // {IMAGES_PER_MASK_FOLDER}>/<id:05d>_<part>.png "
                     f"under {self.root}")
         if not image_dir.is_dir() or not mask_dir.is_dir():
-            raise layout_error("CelebAMask-HQ", self.root, expected)
+            raise self._layout_error(expected)
         found = {}
         for path in image_dir.iterdir():
             if path.suffix.lower() in (".jpg", ".jpeg", ".png") and path.stem.isdigit():
@@ -162,17 +169,14 @@ class CelebAMaskDataset(torch.utils.data.Dataset):
         if ids is not None:
             missing = [i for i in ids if int(i) not in found]
             if missing:
-                raise layout_error("CelebAMask-HQ", image_dir, f"images for ids {missing[:6]}",
-                                   sorted(p.name for p in found.values())[:6] or None)
+                raise self._layout_error(f"images for ids {missing[:6]}",
+                                         sorted(p.name for p in found.values())[:6] or None, folder=image_dir)
             found = {int(i): found[int(i)] for i in ids}
         if not found:
-            raise layout_error("CelebAMask-HQ", image_dir, expected)
+            raise self._layout_error(expected, folder=image_dir)
         self.ids = sorted(found)
         self.image_paths = found
         self.mask_dir = mask_dir
-        self.image_size = image_size
-        self.side_rule = side_rule
-        self.l_is_image_left = l_is_image_left
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -206,9 +210,9 @@ class CelebAMaskDataset(torch.utils.data.Dataset):
         image = load_image_rgb(self.image_paths[image_id])
         paths = self.mask_paths(image_id)
         if not paths:
-            raise layout_error("CelebAMask-HQ", self.mask_dir,
-                               f"mask files {image_id:05d}_<part>.png in {self.mask_dir}/"
-                               f"{image_id // IMAGES_PER_MASK_FOLDER}/ for image {image_id}")
+            raise self._layout_error(f"mask files {image_id:05d}_<part>.png in {self.mask_dir}/"
+                                     f"{image_id // IMAGES_PER_MASK_FOLDER}/ for image {image_id}",
+                                     folder=self.mask_dir)
         masks = {}
         for part, path in paths.items():
             masks[part] = load_mask_png(path) > 0

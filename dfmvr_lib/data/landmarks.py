@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+import torch
 
 DLIB_TO_OURS = 0.5
 """Added to dlib (and FAN) coordinates: integer pixel indices -> pixel-centre-at-+0.5 coordinates."""
@@ -128,7 +129,7 @@ class DlibLandmarkDetector:
                  cnn_detector_path: str | os.PathLike | None = None, upsample: int = 1,
                  upsample_below: int = 640, use_cnn_fallback: bool = True):
         try:
-            import dlib
+            import dlib             # optional dependency: needed only when this detector is built
         except ImportError as error:  # pragma: no cover - depends on the environment
             raise LandmarkDetectorUnavailable(
                 "dlib is not installed (pip install dlib-bin): the offline landmark detector needs it") from error
@@ -184,8 +185,6 @@ class DlibLandmarkDetector:
 # ------------------------------------------------------------------------------------------------------------ FAN
 def torch_hub_checkpoints_dir() -> Path:
     """``<torch.hub.get_dir()>/checkpoints``, where face-alignment looks for (and downloads) its weights."""
-    import torch
-
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
@@ -209,7 +208,7 @@ class FanLandmarkDetector:
     def __init__(self, device: str = "cpu", allow_download: bool = False,
                  checkpoints_dir: str | os.PathLike | None = None):
         try:
-            import face_alignment
+            import face_alignment   # optional, about 0.8 s to import: only when the FAN detector is built
         except ImportError as error:
             raise LandmarkDetectorUnavailable(
                 "face_alignment is not installed (pip install face-alignment); the offline dlib detector is used "
@@ -300,8 +299,6 @@ def landmark_provider(detector: LandmarkDetector):
     when no face is found the landmarks are NaN and the visibility False (the sample is kept, its landmark losses
     are masked out).
     """
-    import torch
-
     def provide(image: "torch.Tensor"):
         array = (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
         try:

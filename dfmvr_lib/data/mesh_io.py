@@ -18,7 +18,7 @@ from .readers_common import DatasetFileError, DatasetFileNotFound, file_problem
 
 def _open3d():
     try:
-        import open3d
+        import open3d               # about 1 s to import: only when a PLY is read or written
     except ImportError as error:  # pragma: no cover - open3d is a declared dependency
         raise ImportError("reading and writing PLY meshes needs open3d (pip install open3d-cpu)") from error
     return open3d

@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
-import torch
-
-from .readers_common import (IMAGE_SUFFIXES, DatasetLayoutError, LandmarkProvider, ParseProvider,
-                             build_multiview_sample, layout_error, load_image_rgb, split_subjects)
+from .readers_base import MultiViewReader, ReaderOptionError, check_flag
+from .readers_common import IMAGE_SUFFIXES, DatasetLayoutError, LandmarkProvider, ParseProvider
 from .sample import MultiViewSample
 
 NAMED_VIEWS = {"left": 0, "front": 1, "right": 2}
@@ -53,68 +51,69 @@ def view_of_file(name: str, camera_views: dict[str, int] = CAMERA_VIEWS) -> int 
     return None
 
 
-class MultiPieDataset(torch.utils.data.Dataset):
-    """Multi-PIE triplets as :class:`MultiViewSample` (images only)."""
+class MultiPieDataset(MultiViewReader):
+    """Multi-PIE triplets as :class:`MultiViewSample` (images only).
+
+    ``camera_views``: camera id -> view index (0 A, 1 B, 2 C), default :data:`CAMERA_VIEWS`;
+    ``require_all_views``: skip samples that lack a view (default) instead of giving them black views. The options
+    shared with the other readers are checked by :class:`~.readers_base.MultiViewReader`.
+    """
+
+    dataset_name = "Multi-PIE"
 
     def __init__(self, root: str | os.PathLike, *, image_size: int | None = 224,
                  landmark_provider: LandmarkProvider | None = None, parse_provider: ParseProvider | None = None,
                  parse_from_landmarks: bool = False, camera_views: dict[str, int] | None = None,
                  require_all_views: bool = True, subjects: Sequence[str] | None = None):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise layout_error("Multi-PIE", self.root, "a dataset folder")
-        self.camera_views = dict(CAMERA_VIEWS if camera_views is None else camera_views)
-        wanted = None if subjects is None else set(str(s) for s in subjects)
-        self.entries = []
+        self.camera_views = _camera_views(camera_views, self.dataset_name)
+        require_all_views = check_flag(require_all_views, "require_all_views", self.dataset_name)
+        super().__init__(root, image_size=image_size, landmark_provider=landmark_provider,
+                         parse_provider=parse_provider, parse_from_landmarks=parse_from_landmarks, subjects=subjects,
+                         camera_views=self.camera_views, require_all_views=require_all_views)
+        self._require_folder()
         for sample_dir in sorted(p for p in self.root.glob("*/*") if p.is_dir()):
             subject = sample_dir.parent.name
-            if wanted is not None and subject not in wanted:
+            if not self._wanted(subject):
                 continue
-            views: list[Path | None] = [None, None, None]
-            for path in sorted(sample_dir.iterdir()):
-                view = view_of_file(path.name, self.camera_views) if path.is_file() else None
-                if view is None:
-                    continue
-                if views[view] is not None:
-                    raise DatasetLayoutError(f"Multi-PIE sample {sample_dir}: two files for view {'ABC'[view]}: "
-                                             f"{views[view].name} and {path.name} (keep one)")
-                views[view] = path
+            views = self._sample_views(sample_dir)
             if all(v is None for v in views) or (require_all_views and any(v is None for v in views)):
                 continue
             self.entries.append({"subject": subject, "sample": f"{subject}/{sample_dir.name}", "views": tuple(views)})
-        if not self.entries and wanted is None:
-            raise layout_error("Multi-PIE", self.root,
-                               "<subject>/<sample>/{left,front,right}.png or camera-id names "
-                               "{080_,051_,190_}*.png (or <subj>_<sess>_<rec>_<cam>_<img>.png) in <subject>/<sample>/"
-                               + (" with all three views" if require_all_views else ""))
-        self.image_size = image_size
-        self.landmark_provider = landmark_provider
-        self.parse_provider = parse_provider
-        self.parse_from_landmarks = parse_from_landmarks
-        self._options = dict(image_size=image_size, landmark_provider=landmark_provider,
-                             parse_provider=parse_provider, parse_from_landmarks=parse_from_landmarks,
-                             camera_views=self.camera_views, require_all_views=require_all_views)
+        if not self.entries and self.subjects is None:
+            raise self._layout_error("<subject>/<sample>/{left,front,right}.png or camera-id names "
+                                     "{080_,051_,190_}*.png (or <subj>_<sess>_<rec>_<cam>_<img>.png) in "
+                                     "<subject>/<sample>/" + (" with all three views" if require_all_views else ""))
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    @property
-    def subject_ids(self) -> list[str]:
-        return sorted({e["subject"] for e in self.entries})
-
-    def split(self, train_fraction: float = 0.8, seed: int = 0) -> tuple["MultiPieDataset", "MultiPieDataset"]:
-        train, val = split_subjects(self.subject_ids, train_fraction, seed)
-        return (MultiPieDataset(self.root, subjects=train, **self._options),
-                MultiPieDataset(self.root, subjects=val, **self._options))
+    def _sample_views(self, sample_dir: Path) -> list[Path | None]:
+        """The view files (A, B, C; None where missing) of one sample folder; :class:`DatasetLayoutError` when two
+        files name the same view."""
+        views: list[Path | None] = [None, None, None]
+        for path in sorted(sample_dir.iterdir()):
+            view = view_of_file(path.name, self.camera_views) if path.is_file() else None
+            if view is None:
+                continue
+            if views[view] is not None:
+                raise DatasetLayoutError(f"Multi-PIE sample {sample_dir}: two files for view {'ABC'[view]}: "
+                                         f"{views[view].name} and {path.name} (keep one)")
+            views[view] = path
+        return views
 
     def __getitem__(self, index: int) -> MultiViewSample:
         entry = self.entries[index]
-        images = [load_image_rgb(p) if p is not None else None for p in entry["views"]]
-        return build_multiview_sample(
-            images, subject_id=entry["subject"], sample_id=entry["sample"], image_size=self.image_size,
-            source=f"Multi-PIE sample {entry['sample']}", landmark_provider=self.landmark_provider,
-            parse_provider=self.parse_provider, parse_from_landmarks=self.parse_from_landmarks,
-            extras={"view_paths": [str(p) if p else None for p in entry["views"]]})
+        return self._build_sample(self._load_views(entry["views"]), subject_id=entry["subject"],
+                                  sample_id=entry["sample"], source=f"Multi-PIE sample {entry['sample']}",
+                                  extras={"view_paths": self._view_paths(entry["views"])})
+
+
+def _camera_views(camera_views: Mapping[str, int] | None, reader: str) -> dict[str, int]:
+    """``camera_views`` (None: :data:`CAMERA_VIEWS`) as a dict, refused with :class:`ReaderOptionError` unless it
+    maps camera ids to view indices 0, 1, 2."""
+    if camera_views is None:
+        return dict(CAMERA_VIEWS)
+    if not isinstance(camera_views, Mapping) or any(view not in (0, 1, 2) for view in camera_views.values()):
+        raise ReaderOptionError(f"{reader}: camera_views must map camera ids to view indices 0 (A), 1 (B), 2 (C), "
+                                f"got {camera_views!r}")
+    return dict(camera_views)
 
 
 __all__ = ["CAMERA_VIEWS", "MultiPieDataset", "NAMED_VIEWS", "view_of_file"]

@@ -35,11 +35,17 @@ from typing import Callable, Protocol
 
 import numpy as np
 import pandas as pd
+import torch
+from tqdm.auto import tqdm
 
+from ..config import get_config
+from ..face_model.factory import load_face_model
+from ..face_model.parts import part_mask_image
 from ..provenance import REPOSITORY_ROOT, atomic_path
-from .alignment import REFERENCE_SIZE, AlignmentTemplate, align_face, alignment_template
+from .photo_crop import REFERENCE_SIZE, AlignmentTemplate, align_face, alignment_template
 from .landmarks import LandmarkDetector, NoFaceFound, default_landmark_detector
 from .readers_common import ImageReadError, read_image
+from .sample import MultiViewSample
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 CACHE_FORMAT_VERSION = 1
@@ -99,8 +105,6 @@ class LandmarkPolygonParser:
     name = "landmark_polygons"
 
     def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        from ..face_model.parts import part_mask_image
-
         return part_mask_image(landmarks, image.shape[0], image.shape[1]).astype(np.int64)
 
 
@@ -129,15 +133,11 @@ class PreparedPhoto:
 
 @functools.lru_cache(maxsize=4)
 def _template_for(face_model_config, points: str) -> AlignmentTemplate:
-    from ..face_model.factory import load_face_model
-
     return alignment_template(load_face_model(face_model_config), points=points)
 
 
 def default_template(profile: str = "cpu", points: str = "68") -> AlignmentTemplate:
     """The alignment template of a profile's face model (built once per process)."""
-    from ..config import get_config
-
     return _template_for(get_config(profile).face_model, points)
 
 
@@ -321,10 +321,6 @@ class FolderRun:
     def samples(self, complete_only: bool = True) -> list:
         """Triplets as :class:`dfmvr_lib.data.sample.MultiViewSample` (images in [0, 1], parse maps, landmarks;
         a missing or failed view is black with ``view_present`` False; ``complete_only`` keeps full triplets)."""
-        import torch
-
-        from .sample import MultiViewSample
-
         samples = []
         for group in self.groups:
             if group.kind != "triplet":
@@ -363,8 +359,6 @@ def prepare_folder(folder: str | os.PathLike, preparer: PhotoPreparer | None = N
         preparer: a :class:`PhotoPreparer`; else one is built from ``preparer_options``.
         progress: show a tqdm progress bar.
     """
-    from tqdm.auto import tqdm
-
     preparer = preparer or PhotoPreparer(**preparer_options)
     groups = discover_photos(folder)
     jobs: list[tuple[PhotoGroup, int, Path | None]] = [
@@ -404,18 +398,8 @@ def prepare_folder(folder: str | os.PathLike, preparer: PhotoPreparer | None = N
     return FolderRun(groups=groups, photos=photos, summary=summary)
 
 
-def summarise_failures(run: FolderRun) -> str:
-    """One line per failed or missing file, for printing after a run."""
-    failed = run.failures
-    if failed.empty:
-        return f"all {len(run.summary)} photos prepared"
-    lines = [f"{len(failed)} of {len(run.summary)} photos not prepared:"]
-    lines += [f"  {row.file}: {row.reason}" for row in failed.itertuples()]
-    return "\n".join(lines)
-
-
 __all__ = [
     "PhotoError", "PhotoWarning", "load_photo", "ParseProvider", "LandmarkPolygonParser", "PreparedPhoto",
-    "PhotoPreparer", "PhotoGroup", "discover_photos", "FolderRun", "prepare_folder", "summarise_failures",
+    "PhotoPreparer", "PhotoGroup", "discover_photos", "FolderRun", "prepare_folder",
     "default_template", "default_cache_dir",
 ]

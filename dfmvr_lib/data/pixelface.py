@@ -53,11 +53,12 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import scipy.io
 import torch
 
+from .readers_base import MultiViewReader, check_choice, check_flag
 from .readers_common import (DatasetFieldMissing, DatasetFileError, DatasetFileNotFound, DatasetLayoutError,
-                             LandmarkProvider, ParseProvider, build_multiview_sample, file_problem, layout_error,
-                             load_image_rgb, split_subjects)
+                             LandmarkProvider, ParseProvider, file_problem)
 from .sample import MultiViewSample
 
 DECIMETRE_TO_MM = 100.0
@@ -159,8 +160,6 @@ def read_gt_mat(path: str | os.PathLike, struct: str = "new_kpt_gt_obj") -> Pixe
     ``DatasetFileError`` when it is not a MATLAB v5 file, or the fields have the wrong shapes, NaN / infinite
     values, non-integer or out-of-range indices. A ``tex`` field that is not (N, 3) values in 0..255 is ignored
     (``colors`` None)."""
-    import scipy.io
-
     path = Path(path)
     problem = file_problem(path)
     if problem is not None:
@@ -273,7 +272,16 @@ def _scan_raw(root: Path) -> list[_Entry]:
     return entries
 
 
-class PixelFaceDataset(torch.utils.data.Dataset):
+EXPECTED_LAYOUTS = {
+    "processed": "<subject>/<expr>/Images/{0,1,2}/t.jpg (+ <expr>/fusion/nicp_106_pts.txt)",
+    "raw": "<sample>/mesh/{0,1,2}/t.bmp and/or <sample>/mesh/fusion/gt.mat",
+    "auto": "<subject>/<expr>/Images/{0,1,2}/t.jpg (processed) or <sample>/mesh/{0,1,2}/t.bmp, "
+            "<sample>/mesh/fusion/gt.mat (raw)",
+}
+"""What the layout error of :class:`PixelFaceDataset` says it expected, per ``layout`` option."""
+
+
+class PixelFaceDataset(MultiViewReader):
     """Pixel-Face samples as :class:`MultiViewSample` (views A/B/C = camera folders 0/1/2).
 
     Args:
@@ -289,72 +297,48 @@ class PixelFaceDataset(torch.utils.data.Dataset):
         subjects: keep only these subject ids.
 
     ``extras`` holds ``layout``, the file paths, ``landmarks_106`` (mm, when known) and ``alignment_7`` (7, 3) mm.
+    The options shared with the other readers are checked by :class:`~.readers_base.MultiViewReader`.
     """
+
+    dataset_name = "Pixel-Face"
 
     def __init__(self, root: str | os.PathLike, *, layout: str = "auto", image_size: int | None = 224,
                  landmark_provider: LandmarkProvider | None = None, parse_provider: ParseProvider | None = None,
                  parse_from_landmarks: bool = False, load_mesh: bool = True, mesh_struct: str = "new_kpt_gt_obj",
                  landmark_struct: str = "neck_obj09", subjects: Sequence[str] | None = None):
-        self.root = Path(root)
-        if layout not in ("auto", "processed", "raw"):
-            raise ValueError(f"layout must be 'auto', 'processed' or 'raw', got {layout!r}")
-        if not self.root.is_dir():
-            raise layout_error("Pixel-Face", self.root, "a dataset folder")
+        self.layout = check_choice(layout, "layout", ("auto", "processed", "raw"))
+        self.load_mesh = check_flag(load_mesh, "load_mesh", self.dataset_name)
+        self.mesh_struct = mesh_struct
+        self.landmark_struct = landmark_struct
+        super().__init__(root, image_size=image_size, landmark_provider=landmark_provider,
+                         parse_provider=parse_provider, parse_from_landmarks=parse_from_landmarks, subjects=subjects,
+                         layout=layout, load_mesh=self.load_mesh, mesh_struct=mesh_struct,
+                         landmark_struct=landmark_struct)
+        self._require_folder()
         entries: list[_Entry] = []
         if layout in ("auto", "processed"):
             entries = _scan_processed(self.root)
         if not entries and layout in ("auto", "raw"):
             entries = _scan_raw(self.root)
         if not entries:
-            expected = {
-                "processed": "<subject>/<expr>/Images/{0,1,2}/t.jpg (+ <expr>/fusion/nicp_106_pts.txt)",
-                "raw": "<sample>/mesh/{0,1,2}/t.bmp and/or <sample>/mesh/fusion/gt.mat",
-                "auto": "<subject>/<expr>/Images/{0,1,2}/t.jpg (processed) or <sample>/mesh/{0,1,2}/t.bmp, "
-                        "<sample>/mesh/fusion/gt.mat (raw)",
-            }[layout]
-            raise layout_error("Pixel-Face", self.root, expected)
-        if subjects is not None:
-            wanted = set(str(s) for s in subjects)
-            entries = [e for e in entries if e.subject_id in wanted]
-        self.entries = entries
-        self.layout = entries[0].layout if entries else layout
-        self.image_size = image_size
-        self.landmark_provider = landmark_provider
-        self.parse_provider = parse_provider
-        self.parse_from_landmarks = parse_from_landmarks
-        self.load_mesh = load_mesh
-        self.mesh_struct = mesh_struct
-        self.landmark_struct = landmark_struct
-        self._options = dict(layout=layout, image_size=image_size, landmark_provider=landmark_provider,
-                             parse_provider=parse_provider, parse_from_landmarks=parse_from_landmarks,
-                             load_mesh=load_mesh, mesh_struct=mesh_struct, landmark_struct=landmark_struct)
+            raise self._layout_error(EXPECTED_LAYOUTS[layout])
+        self.entries = [entry for entry in entries if self._wanted(entry.subject_id)]
+        if self.entries:
+            self.layout = self.entries[0].layout
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    @property
-    def subject_ids(self) -> list[str]:
-        return sorted({e.subject_id for e in self.entries})
-
-    def split(self, train_fraction: float = 0.8, seed: int = 0) -> tuple["PixelFaceDataset", "PixelFaceDataset"]:
-        """(train, validation) datasets split by subject (:func:`~dfmvr_lib.data.readers_common.split_subjects`)."""
-        train, val = split_subjects(self.subject_ids, train_fraction, seed)
-        return (PixelFaceDataset(self.root, subjects=train, **self._options),
-                PixelFaceDataset(self.root, subjects=val, **self._options))
-
-    def _load_view(self, path: Path | None, raw: bool) -> torch.Tensor | None:
-        if path is None:
-            return None
-        image = load_image_rgb(path)
-        return upright_raw_image(image) if raw else image
+    @staticmethod
+    def _entry_subject(entry: _Entry) -> str:
+        return entry.subject_id
 
     def __getitem__(self, index: int) -> MultiViewSample:
         entry = self.entries[index]
         raw = entry.layout == "raw"
-        images = [self._load_view(path, raw) for path in entry.views]
+        images = self._load_views(entry.views)
+        if raw:
+            images = [upright_raw_image(image) if image is not None else None for image in images]
         if self.image_size is None and all(image is None for image in images):
             raise ValueError(f"Pixel-Face sample {entry.sample_id}: no view image and image_size=None")
-        extras: dict = {"layout": entry.layout, "view_paths": [str(p) if p else None for p in entry.views],
+        extras: dict = {"layout": entry.layout, "view_paths": self._view_paths(entry.views),
                         "gt_mat": str(entry.gt_mat) if entry.gt_mat else None}
         landmarks_106 = None
         if entry.nicp is not None:
@@ -377,11 +361,9 @@ class PixelFaceDataset(torch.utils.data.Dataset):
             landmarks_101 = landmarks_106_to_101(landmarks_106).astype(np.float32)
             landmarks_3d = torch.from_numpy(landmarks_101)
             extras["alignment_7"] = landmarks_101[list(ALIGNMENT_7_IN_101)]
-        return build_multiview_sample(
-            images, subject_id=entry.subject_id, sample_id=entry.sample_id, image_size=self.image_size,
-            source=f"Pixel-Face sample {entry.sample_id}", landmark_provider=self.landmark_provider,
-            parse_provider=self.parse_provider, parse_from_landmarks=self.parse_from_landmarks,
-            landmarks_3d=landmarks_3d, mesh_vertices=mesh_vertices, mesh_triangles=mesh_triangles, extras=extras)
+        return self._build_sample(images, subject_id=entry.subject_id, sample_id=entry.sample_id,
+                                  source=f"Pixel-Face sample {entry.sample_id}", landmarks_3d=landmarks_3d,
+                                  mesh_vertices=mesh_vertices, mesh_triangles=mesh_triangles, extras=extras)
 
 
 __all__ = ["ALIGNMENT_7_IN_101", "DECIMETRE_TO_MM", "DROPPED_CONTOUR_106", "DatasetLayoutError", "KEPT_106",

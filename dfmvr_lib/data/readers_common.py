@@ -13,6 +13,9 @@
   -> :class:`~dfmvr_lib.data.sample.MultiViewSample`, with landmarks / parse maps from optional providers.
 - :func:`split_subjects`: deterministic train / validation split by subject.
 
+The readers' base classes (shared constructor options and their checks, ``split``, sample assembly) are in
+:mod:`dfmvr_lib.data.readers_base`.
+
 Errors: every reader refuses bad input with a :class:`DatasetError` (a ``ValueError``) whose message names the
 offending file or folder: :class:`DatasetLayoutError` (folder layout), :class:`DatasetFileError` (file content:
 corrupt, truncated, NaN values), :class:`ImageReadError` (images), :class:`DatasetFileNotFound` (also a
@@ -40,7 +43,9 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..face_model.parts import part_mask_image
 from .sample import MultiViewSample
 
 LandmarkProvider = Callable[[torch.Tensor], object]
@@ -143,8 +148,6 @@ def _opened_image(path: Path) -> Iterator:
     image, after refusing with :class:`ImageReadError` naming the file what is not a file, an empty file, an image
     of more than :data:`MAX_IMAGE_PIXELS` (from its header, before decoding: decompression bombs), and anything
     Pillow cannot identify or decode (truncated, corrupt, another format)."""
-    from PIL import Image, UnidentifiedImageError
-
     problem = file_problem(path)
     if problem is not None:
         raise _refuse(path, "file not found" if problem == "not found" else problem)
@@ -191,8 +194,6 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     before decoding), float (``F``) images and 32-bit integer images other than 16-bit PNG (their value range is
     unknown), other modes.
     """
-    from PIL import ImageOps
-
     path = Path(path)
     notes: list[str] = []
     with _opened_image(path) as opened:
@@ -356,8 +357,6 @@ def build_multiview_sample(images: Sequence[torch.Tensor | None], *, subject_id:
                                  f"got {tuple(labels.shape)}")
             parse[view] = labels
         elif parse_from_landmarks and bool(torch.isfinite(landmarks[view]).all()):
-            from ..face_model.parts import part_mask_image
-
             parse[view] = torch.from_numpy(part_mask_image(landmarks[view].numpy(), height, width))
     sample = MultiViewSample(
         images=stacked, parse_maps=parse, landmarks_2d=landmarks, landmark_visibility=visibility,

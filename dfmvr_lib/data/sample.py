@@ -47,19 +47,24 @@ class MultiViewSample:
         S = self.images.shape[0]
         H, W = self.images.shape[-2:]
         checks = [
-            ("images", self.images.ndim == 4 and self.images.shape[1] == 3, f"(S, 3, H, W), got {tuple(self.images.shape)}"),
+            ("images", self.images.ndim == 4 and self.images.shape[1] == 3,
+             f"(S, 3, H, W), got {tuple(self.images.shape)}"),
             ("parse_maps", tuple(self.parse_maps.shape) == (S, H, W) and self.parse_maps.dtype == torch.int64,
              f"(S={S}, H={H}, W={W}) int64, got {tuple(self.parse_maps.shape)} {self.parse_maps.dtype}"),
-            ("landmarks_2d", tuple(self.landmarks_2d.shape) == (S, 68, 2), f"(S={S}, 68, 2), got {tuple(self.landmarks_2d.shape)}"),
-            ("landmark_visibility", tuple(self.landmark_visibility.shape) == (S, 68) and self.landmark_visibility.dtype == torch.bool,
+            ("landmarks_2d", tuple(self.landmarks_2d.shape) == (S, 68, 2),
+             f"(S={S}, 68, 2), got {tuple(self.landmarks_2d.shape)}"),
+            ("landmark_visibility",
+             tuple(self.landmark_visibility.shape) == (S, 68) and self.landmark_visibility.dtype == torch.bool,
              f"(S={S}, 68) bool, got {tuple(self.landmark_visibility.shape)} {self.landmark_visibility.dtype}"),
             ("view_present", tuple(self.view_present.shape) == (S,) and self.view_present.dtype == torch.bool,
              f"(S={S},) bool, got {tuple(self.view_present.shape)}"),
             ("landmarks_3d", self.landmarks_3d is None or tuple(self.landmarks_3d.shape) == (101, 3),
              f"(101, 3) or None, got {None if self.landmarks_3d is None else tuple(self.landmarks_3d.shape)}"),
-            ("mesh_vertices", self.mesh_vertices is None or (self.mesh_vertices.ndim == 2 and self.mesh_vertices.shape[1] == 3),
+            ("mesh_vertices",
+             self.mesh_vertices is None or (self.mesh_vertices.ndim == 2 and self.mesh_vertices.shape[1] == 3),
              "(V, 3) or None"),
-            ("mesh_triangles", self.mesh_triangles is None or (self.mesh_triangles.ndim == 2 and self.mesh_triangles.shape[1] == 3),
+            ("mesh_triangles",
+             self.mesh_triangles is None or (self.mesh_triangles.ndim == 2 and self.mesh_triangles.shape[1] == 3),
              "(F, 3) or None"),
         ]
         for name, ok, expected in checks:

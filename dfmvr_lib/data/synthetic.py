@@ -56,14 +56,17 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+import numba
 import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from ..camera import PerspectiveCamera
 from ..config import WorkbookConfig
+from ..face_model import load_face_model
 from ..provenance import atomic_path, remove_stale_temporaries
 from .mesh_io import read_ply, write_ply
 from .sample import VIEW_NAMES, MultiViewSample
@@ -87,15 +90,11 @@ _STATE: dict = {}
 
 
 def _load_model(settings: SyntheticSettings):
-    from ..face_model import load_face_model
-
     return load_face_model(settings.face_model)
 
 
 def _set_threads(threads: int) -> tuple[int, int]:
     """Set torch and numba threads; return the previous (torch, numba) counts."""
-    import numba
-
     previous = (torch.get_num_threads(), numba.get_num_threads())
     torch.set_num_threads(max(1, threads))
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
@@ -223,6 +222,37 @@ def generate_benchmark(root: str | os.PathLike, settings: SyntheticSettings | Wo
     Scripts that use ``workers > 1`` must guard their entry point with ``if __name__ == "__main__":`` (the workers
     are started with the ``spawn`` method, which re-imports the main module).
     """
+    settings, config_hash, workers = _resolve_settings(settings, preset, workers)
+    root = Path(root)
+    if _prepare_root(root, _settings_record(settings, config_hash), overwrite):
+        return root
+    specs = sample_specs(settings)
+    batches = [specs[i:i + settings.batch_size] for i in range(0, len(specs), settings.batch_size)]
+    bar = tqdm(total=len(specs), desc=f"synthetic {settings.preset}", unit="triplet", disable=not progress)
+
+    def done(batch_rows: list[dict], rows: list[dict]) -> None:
+        rows.extend(batch_rows)
+        bar.update(len(batch_rows))
+        if callback is not None:
+            callback(len(rows))
+
+    try:
+        if workers == 1:
+            rows = _render_in_process(settings, root, batches, threads or 1, done)
+        else:
+            rows = _render_in_pool(settings, root, batches, workers, threads or 1, done)
+    finally:
+        bar.close()
+    frame = pd.DataFrame(rows).sort_values(["subject_index", "sample_index"], kind="stable")
+    with atomic_path(root / MANIFEST_FILE) as temporary:
+        frame.to_csv(temporary, index=False)
+    return root
+
+
+def _resolve_settings(settings: SyntheticSettings | WorkbookConfig, preset: str | None, workers: int | None
+                      ) -> tuple[SyntheticSettings, str | None, int]:
+    """``generate_benchmark``'s arguments -> (settings, hash of the config's generator sections or None, workers
+    >= 1): a config gives settings for ``preset`` and its ``data.workers`` default; settings must match ``preset``."""
     config_hash = None
     if isinstance(settings, WorkbookConfig):
         config = settings
@@ -231,9 +261,16 @@ def generate_benchmark(root: str | os.PathLike, settings: SyntheticSettings | Wo
         workers = config.data.workers if workers is None else workers
     elif preset is not None and preset != settings.preset:
         raise ValueError(f"preset {preset!r} given with settings of preset {settings.preset!r}")
-    workers = max(1, int(workers or 1))
-    root = Path(root)
-    record = _settings_record(settings, config_hash)
+    return settings, config_hash, max(1, int(workers or 1))
+
+
+def _prepare_root(root: Path, record: dict, overwrite: bool) -> bool:
+    """Make ``root`` ready to (re)generate the benchmark of ``record`` (:func:`_settings_record`); True when it
+    already holds the complete benchmark (nothing to do).
+
+    Refuses (``FileExistsError``) a benchmark with other settings unless ``overwrite`` (which deletes it) and a
+    non-empty folder without ``settings.json``. Otherwise writes ``settings.json`` when new, removes the manifest
+    (it marks completion and is written last) and discards partial sample folders; complete ones are kept."""
     remove_stale_temporaries(root / SETTINGS_FILE)     # a writer killed before settings.json was in place
     existing = _read_settings(root)
     if existing is not None and not overwrite:
@@ -242,7 +279,7 @@ def generate_benchmark(root: str | os.PathLike, settings: SyntheticSettings | Wo
                                   f"(hash {existing.get('settings_hash')} vs {record['settings_hash']}); "
                                   "use overwrite=True or another folder")
         if (root / MANIFEST_FILE).is_file():
-            return root
+            return True
     if existing is None and root.is_dir() and any(root.iterdir()):
         raise FileExistsError(f"{root} is not empty and holds no synthetic benchmark ({SETTINGS_FILE}); "
                               "choose an empty or new folder")
@@ -257,42 +294,36 @@ def generate_benchmark(root: str | os.PathLike, settings: SyntheticSettings | Wo
     samples.mkdir(exist_ok=True)
     for stale in samples.glob(f"{PARTIAL_PREFIX}*"):
         shutil.rmtree(stale)
+    return False
 
-    specs = sample_specs(settings)
-    batches = [specs[i:i + settings.batch_size] for i in range(0, len(specs), settings.batch_size)]
+
+def _render_in_process(settings: SyntheticSettings, root: Path, batches: list[list[SampleSpec]], threads: int,
+                       done: Callable[[list[dict], list[dict]], None]) -> list[dict]:
+    """Render and write ``batches`` in this process with ``threads`` torch/numba threads (restored afterwards);
+    ``done(batch_rows, rows)`` after each batch adds its manifest rows to ``rows``. Returns the rows."""
     rows: list[dict] = []
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(specs), desc=f"synthetic {settings.preset}", unit="triplet", disable=not progress)
+    previous = _set_threads(threads)
     try:
-        if workers == 1:
-            previous = _set_threads(threads or 1)
-            try:
-                _init_state(settings, str(root), None)
-                for batch in batches:
-                    rows.extend(_make_batch(batch))
-                    bar.update(len(batch))
-                    if callback is not None:
-                        callback(len(rows))
-            finally:
-                _STATE.clear()
-                torch.set_num_threads(previous[0])
-                import numba
-                numba.set_num_threads(previous[1])
-        else:
-            context = multiprocessing.get_context("spawn")
-            with context.Pool(workers, initializer=_init_state, initargs=(settings, str(root), threads or 1)) as pool:
-                for batch_rows in pool.imap_unordered(_make_batch, batches):
-                    rows.extend(batch_rows)
-                    bar.update(len(batch_rows))
-                    if callback is not None:
-                        callback(len(rows))
+        _init_state(settings, str(root), None)
+        for batch in batches:
+            done(_make_batch(batch), rows)
     finally:
-        bar.close()
-    frame = pd.DataFrame(rows).sort_values(["subject_index", "sample_index"], kind="stable")
-    with atomic_path(root / MANIFEST_FILE) as temporary:
-        frame.to_csv(temporary, index=False)
-    return root
+        _STATE.clear()
+        torch.set_num_threads(previous[0])
+        numba.set_num_threads(previous[1])
+    return rows
+
+
+def _render_in_pool(settings: SyntheticSettings, root: Path, batches: list[list[SampleSpec]], workers: int,
+                    threads: int, done: Callable[[list[dict], list[dict]], None]) -> list[dict]:
+    """Render and write ``batches`` in ``workers`` spawned processes of ``threads`` threads each (batches finish in
+    any order); ``done`` as for :func:`_render_in_process`. Returns the manifest rows."""
+    rows: list[dict] = []
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_init_state, initargs=(settings, str(root), threads)) as pool:
+        for batch_rows in pool.imap_unordered(_make_batch, batches):
+            done(batch_rows, rows)
+    return rows
 
 
 def load_manifest(root: str | os.PathLike) -> pd.DataFrame:

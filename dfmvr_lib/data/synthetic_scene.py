@@ -284,7 +284,8 @@ def render_batch(model: MorphableModel, camera: PerspectiveCamera, draws: list[S
         angles, translation = t("angles"), t("translation")
         posed = apply_pose(vertices.unsqueeze(1).expand(B, 3, V, 3).reshape(B * 3, V, 3), angles.reshape(B * 3, 3),
                            translation.reshape(B * 3, 3))
-        background = torch.as_tensor(np.stack([d.background for d in draws])).reshape(B * 3, *draws[0].background.shape[1:])
+        background = torch.as_tensor(np.stack([d.background for d in draws]))
+        background = background.reshape(B * 3, *draws[0].background.shape[1:])
         output = render_views(posed, model.triangles, colours.unsqueeze(1).expand(B, 3, V, 3).reshape(B * 3, V, 3),
                               camera, vertex_labels=model.part_labels,
                               background=background.permute(0, 3, 1, 2), backend=settings.render_backend)

@@ -5,10 +5,10 @@
 >>> result.rmse_mm, result.mean_mm, result.std_mm                                    # doctest: +SKIP
 >>> errors_table([result], ids=["subject_001"])                                     # doctest: +SKIP
 
-Modules: :mod:`.crop` (front-face ball), :mod:`.alignment` (landmark similarity + rigid ICP), :mod:`.distances`
-(GT points -> predicted mesh), :mod:`.protocol` (the whole protocol and the tables), :mod:`.inputs` (checks).
+Modules: :mod:`.crop` (front-face ball), :mod:`.registration` (landmark similarity + rigid ICP), :mod:`.distances`
+(GT points -> predicted mesh), :mod:`.protocol` (the whole protocol and the tables), :mod:`.input_checks` (checks).
 """
-from .alignment import IcpResult, SimilarityTransform, align_landmarks, refine_with_icp, vertex_normals
+from .registration import IcpResult, SimilarityTransform, align_landmarks, refine_with_icp, vertex_normals
 from .crop import CropSphere, FrontFaceCrop, crop_front_face, front_face_sphere
 from .distances import PointToMeshDistances, point_to_mesh_distances
 from .protocol import (ErrorSummary, ReconstructionError, errors_table, evaluate_reconstruction,

@@ -3,7 +3,8 @@
 :func:`best_fit_shapes` fits identity and expression coefficients to each ground-truth mesh (model topology, head
 frame, mm) by linear least squares over the front face (``model.evaluation_region``), alternated with the
 similarity that aligns the ground truth onto the fit (the ground truth is first aligned onto the mean face, then a
-few fit / align rounds; the ground truth may sit in another similarity frame). No prior and no regularisation: this is the closest the model's span comes to the ground truth.
+few fit / align rounds; the ground truth may sit in another similarity frame). No prior and no regularisation:
+this is the closest the model's span comes to the ground truth.
 Whatever error is left is the part of the ground truth the model cannot represent (more identity components, the
 displacement field of the synthetic benchmark), so no network that predicts these coefficients can do better.
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..losses import apply_similarity, similarity_transform
+from ..similarity import apply_similarity, similarity_transform
 
 
 @dataclass
@@ -59,7 +60,8 @@ def best_fit_shapes(model, targets: torch.Tensor, region: torch.Tensor | None = 
     identities, expressions, fitted, residuals = [], [], [], []
     for start in range(0, targets.shape[0], chunk):
         target = targets[start:start + chunk].detach().double().to(mean.device)
-        scale, rotation, translation = similarity_transform(target[:, region], mean[region].expand_as(target[:, region]))
+        scale, rotation, translation = similarity_transform(target[:, region],
+                                                            mean[region].expand_as(target[:, region]))
         aligned = apply_similarity(target, scale, rotation, translation)          # into the model's frame first
         for _ in range(iterations):
             # Gauss-Newton on coefficients and a small similarity update of the ground truth together:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .inputs import as_points, as_triangles
+from .input_checks import as_points, as_triangles
 
 LEFT_EYE_OUTER, LEFT_EYE_INNER, RIGHT_EYE_INNER, RIGHT_EYE_OUTER, NOSE_TIP, LEFT_MOUTH, RIGHT_MOUTH = range(7)
 """Positions of the alignment points in a (7, 3) landmark array."""

@@ -2,7 +2,7 @@
 
     1. crop the GT scan to the front-face ball (:mod:`.crop`),
     2. align the prediction on the 7 landmarks (similarity), then refine with rigid point-to-plane ICP, GT points
-       -> prediction (:mod:`.alignment`),
+       -> prediction (:mod:`.registration`),
     3. the signed point-to-plane distance d from every cropped GT point to the prediction (:mod:`.distances`),
     4. rmse_mm = sqrt(mean d^2) (the paper's "RMSE"), mean_mm = mean |d| (the public code's number, NoW-style),
        std_mm = standard deviation of |d| (population, ddof 0).
@@ -27,10 +27,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .alignment import SimilarityTransform, align_landmarks, refine_with_icp, vertex_normals
+from .registration import SimilarityTransform, align_landmarks, refine_with_icp, vertex_normals
 from .crop import CropSphere, crop_front_face
 from .distances import point_to_mesh_distances
-from .inputs import as_labels, as_points, as_positive, as_triangles
+from .input_checks import as_labels, as_points, as_positive, as_triangles
 
 
 @dataclass(frozen=True)
@@ -149,16 +149,8 @@ def evaluate_reconstruction(predicted_vertices: Any, predicted_triangles: Any, p
     max_correspondence_mm = as_positive(max_correspondence_mm, "max_correspondence_mm")
     if int(icp_iterations) < 1:
         raise ValueError(f"icp_iterations must be >= 1, got {icp_iterations!r}")
-
-    if crop:
-        front = crop_front_face(gt_vertices, gt_landmarks, gt_triangles)
-        if front.points.shape[0] == 0:
-            centre = np.round(front.sphere.centre, 2).tolist()
-            raise ValueError(f"gt_vertices: the front-face crop (centre {centre} mm, radius {front.sphere.radius:.2f} "
-                             "mm from gt_landmarks_7) keeps no point")
-        gt_points, gt_indices, kept_triangles, sphere = front.points, front.indices, front.triangles, front.sphere
-    else:
-        gt_points, gt_indices, kept_triangles, sphere = gt_vertices, np.arange(gt_vertices.shape[0]), gt_triangles, None
+    gt_points, gt_indices, kept_triangles, sphere = _ground_truth_points(gt_vertices, gt_triangles, gt_landmarks,
+                                                                         crop)
     timings["crop"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -171,8 +163,8 @@ def evaluate_reconstruction(predicted_vertices: Any, predicted_triangles: Any, p
     start = time.perf_counter()
     icp_transform, fitness, inlier_rmse = SimilarityTransform.identity(), float("nan"), float("nan")
     if icp:
-        normals = vertex_normals(aligned, predicted_triangles)
-        refinement = refine_with_icp(gt_points, aligned, normals, max_correspondence_mm=max_correspondence_mm,
+        refinement = refine_with_icp(gt_points, aligned, vertex_normals(aligned, predicted_triangles),
+                                     max_correspondence_mm=max_correspondence_mm,
                                      max_iterations=int(icp_iterations), max_source_points=icp_max_points)
         icp_transform, fitness, inlier_rmse = refinement.transform, refinement.fitness, refinement.inlier_rmse_mm
         aligned = icp_transform.apply(aligned)
@@ -181,12 +173,8 @@ def evaluate_reconstruction(predicted_vertices: Any, predicted_triangles: Any, p
     start = time.perf_counter()
     measured = point_to_mesh_distances(gt_points, aligned, predicted_triangles)
     summary = ErrorSummary.of(measured.signed_plane)
-    regions, region_errors = None, {}
-    if gt_region_labels is not None:
-        regions = gt_region_labels[gt_indices]
-        for label in pd.unique(regions):
-            region_errors[label.item() if hasattr(label, "item") else label] = \
-                ErrorSummary.of(measured.signed_plane[regions == label])
+    regions = gt_region_labels[gt_indices] if gt_region_labels is not None else None
+    region_errors = _region_summaries(regions, measured.signed_plane) if regions is not None else {}
     timings["distances"] = time.perf_counter() - start
 
     return ReconstructionError(
@@ -197,6 +185,30 @@ def evaluate_reconstruction(predicted_vertices: Any, predicted_triangles: Any, p
         icp_transform=icp_transform, aligned_vertices=aligned, crop=sphere, icp_fitness=fitness,
         icp_inlier_rmse_mm=inlier_rmse, landmark_residual_mm=landmark_residual, regions=regions,
         region_errors=region_errors, timings_s=timings)
+
+
+def _ground_truth_points(gt_vertices: np.ndarray, gt_triangles: np.ndarray | None, gt_landmarks: np.ndarray,
+                         crop: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, CropSphere | None]:
+    """The GT points that are measured: ``(points (n, 3) mm, their rows (n,) in gt_vertices, triangles (m, 3) into
+    points or None, the crop sphere or None)``; the front-face crop when ``crop``, else every vertex. ValueError
+    when the crop keeps no point."""
+    if not crop:
+        return gt_vertices, np.arange(gt_vertices.shape[0]), gt_triangles, None
+    front = crop_front_face(gt_vertices, gt_landmarks, gt_triangles)
+    if front.points.shape[0] == 0:
+        centre = np.round(front.sphere.centre, 2).tolist()
+        raise ValueError(f"gt_vertices: the front-face crop (centre {centre} mm, radius {front.sphere.radius:.2f} "
+                         "mm from gt_landmarks_7) keeps no point")
+    return front.points, front.indices, front.triangles, front.sphere
+
+
+def _region_summaries(regions: np.ndarray, distances: np.ndarray) -> dict:
+    """``{label: ErrorSummary}`` of the distances (n,) per region label (n,), labels in order of first appearance
+    (numpy scalars as Python values)."""
+    summaries = {}
+    for label in pd.unique(regions):
+        summaries[label.item() if hasattr(label, "item") else label] = ErrorSummary.of(distances[regions == label])
+    return summaries
 
 
 def _check_ids(results: Sequence[ReconstructionError], ids: Sequence[Any] | None) -> list:

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
+from ..runs import run_columns
+from .methods import row_label
 from .tables import paired_comparison
 
 ALPHA = 0.01
@@ -41,7 +45,6 @@ def claims_table(errors: dict[str, pd.DataFrame], claims: list[Claim], alpha: fl
     """One row per claim: ``claim``, ``difference_mm`` (better - worse, mean over paired test triplets; negative =
     the claim's direction), ``p_value`` (Wilcoxon), ``paired_samples``, ``verdict``, and the runs of both sides
     (better's, then worse's; :func:`dfmvr_lib.runs.run_columns`)."""
-    from ..runs import run_columns
 
     rows = []
     for claim in claims:
@@ -78,10 +81,38 @@ def mean_face_statement(table: pd.DataFrame, alpha: float = ALPHA) -> str:
         worst = rows["p_vs_mean_face"].max()
         return (f"**Every trained method beats the mean face** (paired p < {alpha} on the test triplets; largest "
                 f"p = {worst:.2g}).")
-    failing = [f"{row['method']} [{row['test_input']}]: {row['vs_mean_face_mm']:+.3f} mm, p = {row['p_vs_mean_face']:.2g}"
+    failing = [f"{row['method']} [{row['test_input']}]: {row['vs_mean_face_mm']:+.3f} mm, "
+               f"p = {row['p_vs_mean_face']:.2g}"
                for _, row in rows[~beaten].iterrows()]
     return (f"**{int(beaten.sum())} of {len(rows)} trained-method rows beat the mean face** (paired p < {alpha}); "
             f"not: {'; '.join(failing)}.")
 
 
-__all__ = ["ALPHA", "Claim", "claims_markdown", "claims_table", "mean_face_statement", "verdict"]
+def ordering_statement(table: pd.DataFrame, value: str = "rmse_mm_mean") -> str:
+    """Markdown: our order of the rows with a paper number against the paper's order, Kendall's tau, and which
+    pairs disagree."""
+    rows = table[table["paper_rmse_mm"].notna()].copy()
+    if len(rows) < 2:
+        return "Fewer than two rows have a paper number: no ordering to compare."
+    rows["label"] = [row_label(row) for _, row in rows.iterrows()]
+    ours = list(rows.sort_values(value)["label"])
+    paper = list(rows.sort_values("paper_rmse_mm")["label"])
+    tau = stats.kendalltau(rows[value], rows["paper_rmse_mm"]).statistic
+    disagreements = []
+    records = rows.to_dict("records")
+    for i in range(len(records)):
+        for j in range(i + 1, len(records)):
+            a, b = records[i], records[j]
+            if np.sign(a[value] - b[value]) != np.sign(a["paper_rmse_mm"] - b["paper_rmse_mm"]):
+                disagreements.append(f"{a['label']} vs {b['label']}")
+    lines = [f"- **Ours, best to worst:** {' < '.join(ours)}",
+             f"- **Paper, best to worst:** {' < '.join(paper)}",
+             f"- Kendall's tau between the two orders: {tau:.2f} (1 = same order, -1 = reversed)."]
+    if disagreements:
+        lines.append(f"- **Pairs ordered differently from the paper:** {'; '.join(disagreements)}.")
+    else:
+        lines.append("- **Every pair is ordered as in the paper.**")
+    return "\n".join(lines)
+
+
+__all__ = ["ALPHA", "Claim", "claims_markdown", "claims_table", "mean_face_statement", "ordering_statement", "verdict"]

@@ -1,5 +1,5 @@
 """Where a table's missing training runs are trained: the executors behind
-:func:`dfmvr_lib.experiments.tables.train_methods` (and so :func:`~dfmvr_lib.experiments.tables.run_table`).
+:func:`dfmvr_lib.experiments.training_runs.train_methods` (and so :func:`~dfmvr_lib.experiments.tables.run_table`).
 
 One interface, :func:`submit_runs` ``(jobs, settings) -> run directories``, four implementations chosen by the
 setting ``experiments.executor`` (:class:`dfmvr_lib.config.ExperimentConfig`):
@@ -15,10 +15,10 @@ setting ``experiments.executor`` (:class:`dfmvr_lib.config.ExperimentConfig`):
 - ``"local"``: the same submitit path with submitit's local executor (jobs are local subprocesses, all started at
   once, the torch threads shared among them): what the tests run.
 
-Whatever the executor, a run is trained by :func:`dfmvr_lib.experiments.tables.train_method` into the run directory
-its key names (``<runs_root>/<run_hash(run_key)>``; the executor is not part of the key). The submitit executors
-wait for every job, raise :class:`RunFailedError` naming each failed run with the path of its submitit log, and
-return the run directories found by key, each checked for its ``done.json``: a job's return value is not trusted
+Whatever the executor, a run is trained by :func:`dfmvr_lib.experiments.training_runs.train_method` into the run
+directory its key names (``<runs_root>/<run_hash(run_key)>``; the executor is not part of the key). The submitit
+executors wait for every job, raise :class:`RunFailedError` naming each failed run with the path of its submitit log,
+and return the run directories found by key, each checked for its ``done.json``: a job's return value is not trusted
 beyond that. The caller then reads the results from the keyed run directories as before.
 
 The environment overrides the profile's settings (:func:`executor_settings`), so that a notebook runs its tables
@@ -35,12 +35,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numba
+import submitit
+import torch
+from tqdm.auto import tqdm
+
 from ..config import ExperimentConfig, SlurmConfig
+from ..runs import DONE, is_finished
+from ..training.loop import needs_parser, reconstruction_run_dir
+from .methods import method_config
 
 EXECUTORS = ("processes", "inline", "slurm", "local")
 """The values of ``experiments.executor``."""
@@ -76,32 +85,23 @@ class RunJob:
         return f"{self.method} seed {self.seed}" + (f" {self.overrides}" if self.overrides else "")
 
     def run_dir(self) -> Path:
-        """The run directory its key names (:func:`dfmvr_lib.training.loop.run_key`, as
+        """The run directory its key names (:func:`dfmvr_lib.training.loop.reconstruction_run_dir`, as
         :func:`dfmvr_lib.training.train_reconstruction` trains it on the CPU)."""
-        from ..runs import run_hash
-        from ..training.loop import needs_parser, run_key
-        from .methods import method_config
-
         config = method_config(self.profile, self.method, self.seed, self.overrides)
         parser = self.parser_run_dir if needs_parser(config) else None
-        return Path(self.runs_root) / run_hash(run_key(config, self.dataset_root, parser))
+        return reconstruction_run_dir(config, self.dataset_root, parser, self.runs_root)
 
     def finished(self) -> bool:
-        """Whether its run directory holds a finished run (``done.json``)."""
-        from ..training.loop import DONE
-
-        return (self.run_dir() / DONE).is_file()
+        """Whether its run directory holds a finished run (:func:`dfmvr_lib.runs.is_finished`)."""
+        return is_finished(self.run_dir())
 
 
 def train_run(job: RunJob, threads: int | None = None, progress: bool = False) -> str:
     """Train (or reuse / resume) ``job``'s run, with ``threads`` torch (and numba) threads when given; returns its
     run directory. What every executor runs for one job (``progress``: the training's bar, in-process only)."""
-    from .tables import train_method
+    from .training_runs import train_method      # here: training_runs imports this module (a cycle)
 
     if threads is not None:
-        import numba
-        import torch
-
         torch.set_num_threads(threads)
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))     # the renderer's parallel kernels
     run = train_method(job.profile, job.method, job.dataset_root, job.parser_run_dir, job.seed, job.runs_root,
@@ -125,8 +125,6 @@ class _SubmititTraining:
         return train_run(job, self.threads)
 
     def checkpoint(self, job: RunJob):
-        import submitit
-
         return submitit.helpers.DelayedSubmission(self, job)     # the run's own checkpoint holds the state
 
 
@@ -226,8 +224,6 @@ def submitit_folder(settings: ExperimentConfig, runs_root: str | os.PathLike) ->
 
 
 def _threads(settings: ExperimentConfig, count: int) -> int:
-    import torch
-
     if settings.executor == "slurm":
         return settings.slurm.cpus_per_task
     if settings.executor == "local":          # submitit's local jobs all run at once
@@ -253,8 +249,6 @@ def describe(settings: ExperimentConfig, count: int, runs_root: str | os.PathLik
 def make_submitit_executor(settings: ExperimentConfig, runs_root: str | os.PathLike, count: int = 1):
     """The submitit executor of the ``"slurm"`` or ``"local"`` setting, its parameters set from
     ``experiments.slurm`` (one task on one node per job; ``slurm_array_parallelism`` = ``count``)."""
-    import submitit
-
     validate_settings(settings)
     if settings.executor not in ("slurm", "local"):
         raise ValueError(f"experiments.executor must be 'slurm' or 'local' for a submitit executor, "
@@ -286,10 +280,6 @@ def _log_tail(path: Path, lines: int = 8) -> str:
 
 
 def _submit_submitit(jobs: Sequence[RunJob], settings: ExperimentConfig, progress: bool) -> None:
-    from tqdm.auto import tqdm
-
-    import submitit
-
     runs_root = jobs[0].runs_root
     executor = make_submitit_executor(settings, runs_root, len(jobs))
     submitted = executor.map_array(_SubmititTraining(_threads(settings, len(jobs))), list(jobs))
@@ -306,7 +296,7 @@ def _submit_submitit(jobs: Sequence[RunJob], settings: ExperimentConfig, progres
             failures.append((run, job, error))
             continue
         if not run.finished():
-            failures.append((run, job, RuntimeError(f"the job returned but {run.run_dir()} holds no done.json")))
+            failures.append((run, job, RuntimeError(f"the job returned but {run.run_dir()} holds no {DONE}")))
     if failures:
         lines = []
         for run, job, error in failures:
@@ -334,10 +324,6 @@ def submit_runs(jobs: Sequence[RunJob], settings: ExperimentConfig, *, progress:
         if settings.executor in ("slurm", "local"):
             _submit_submitit(jobs, settings, progress)
         elif settings.executor == "processes" and out_of_process(settings, len(jobs)):
-            import multiprocessing
-
-            from tqdm.auto import tqdm
-
             threads = _threads(settings, len(jobs))
             context = multiprocessing.get_context("spawn")     # fresh interpreters: no forked OpenMP / numba state
             with context.Pool(min(settings.parallel_trainings, len(jobs))) as pool:

@@ -14,9 +14,12 @@ import torch
 from scipy import stats
 
 from ..camera import PerspectiveCamera
+from ..evaluation.ceiling import best_fit_shapes
 from ..face_model.factory import load_face_model
 from ..precision import resolve_precision
-from .runner import TestSet, evaluate_vertices, predict_vertices
+from ..runs import run_columns
+from ..training import aligned_vertex_error_mm
+from .evaluate import TestSet, evaluate_vertices, predict_vertices
 
 
 def gap_closed(method_mm: float, mean_face_mm: float, ceiling_mm: float) -> float:
@@ -37,9 +40,6 @@ def run_report(run, test_set: TestSet, parser_run_dir, progress: bool = False) -
     ``gap_closed``, ``vs_mean_face_mm`` (mean paired difference), ``p_vs_mean_face`` (Wilcoxon),
     ``network_better_fraction``, ``n_test``, the run it came from (:func:`dfmvr_lib.runs.run_columns`:
     ``run_dir``, ``parser_run_dir``, ``trained_at_commit``) and its training steps and minutes."""
-    from ..evaluation.ceiling import best_fit_shapes
-    from ..runs import run_columns
-    from ..training import aligned_vertex_error_mm
 
     config = run.config
     model = load_face_model(config.face_model)

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
 from ..config import WorkbookConfig, get_config
+from ..networks.factory import per_view_faces
 
 _SINGLE_IMAGE = {"network.backbone": "single_image", "network.regressor": "resnet50",
                  "losses.use_mask": False, "losses.use_landmark_3d": False, "losses.photo_weighting": "skin",
@@ -61,8 +64,10 @@ def method_label(name: str) -> str:
 
 
 def is_single_image(name: str) -> bool:
-    """Whether the method regresses one face per view (the baselines)."""
-    return METHODS[name].get("network.backbone") == "single_image"
+    """Whether method ``name`` regresses one face per view (the baselines): the
+    :func:`~dfmvr_lib.networks.factory.per_view_faces` of its network settings (no profile sets the backbone,
+    which decides it, so any profile answers). Raises ``KeyError`` for an unknown method."""
+    return per_view_faces(get_config("smoke", METHODS[name]).network)
 
 
 def method_config(profile: str, name: str, seed: int = 0, overrides: dict[str, Any] | None = None) -> WorkbookConfig:
@@ -76,4 +81,14 @@ def method_config(profile: str, name: str, seed: int = 0, overrides: dict[str, A
     return get_config(profile, {**schedule, **METHODS[name], "seed": seed, **(overrides or {})})
 
 
-__all__ = ["ABLATION_VERSIONS", "METHODS", "METHOD_LABELS", "is_single_image", "method_config", "method_label"]
+def row_label(row: pd.Series) -> str:
+    """A readable label of a table row: the method's name and, when not a fused multi-view result, the test input."""
+    label = method_label(row["method"])
+    if row.get("test_input") not in (None, "fused"):
+        label += f" [{str(row['test_input']).replace('_', ' ')}]"
+    return label
+
+
+
+__all__ = ["ABLATION_VERSIONS", "METHODS", "METHOD_LABELS", "is_single_image", "method_config", "method_label",
+           "row_label"]

@@ -1,5 +1,6 @@
-"""One call per table row: train a method for each seed (reusing finished runs), reconstruct the test split,
-evaluate, and summarise; plus the paired comparison of two methods on the same test samples."""
+"""One call per table row: a method's runs for each seed (trained or reused through
+:mod:`dfmvr_lib.experiments.training_runs`), the test split reconstructed and evaluated, the rows summarised; the
+paired comparison of two methods on the same test samples; the mean-face and ceiling reference rows."""
 from __future__ import annotations
 
 import os
@@ -7,102 +8,20 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pandas as pd
+import torch
 from scipy import stats
 
 from ..camera import PerspectiveCamera
 from ..config import ExperimentConfig
+from ..evaluation.ceiling import best_fit_shapes
 from ..face_model.factory import load_face_model
 from ..precision import resolve_precision
+from .evaluate import TestSet, evaluate_vertices, per_sample_errors, predict_vertices, summary_row
 from .methods import is_single_image, method_config
-from .runner import TestSet, evaluate_vertices, per_sample_errors, predict_vertices, summary_row
+from .training_runs import mask_parser, train_method, train_methods
 
 ALL_VIEWS = (True, True, True)
 FRONT_ONLY = (False, True, False)
-
-
-def train_method(profile: str, method: str, dataset_root: str | os.PathLike, parser_run_dir, seed: int,
-                 runs_root: str | os.PathLike, overrides: dict[str, Any] | None = None, progress: bool = True):
-    """Train (or reuse) ``method`` with ``seed``; returns the :class:`~dfmvr_lib.training.TrainingRun`."""
-    from ..training import train_reconstruction
-
-    config = method_config(profile, method, seed, overrides)
-    return train_reconstruction(config, dataset_root, _mask_parser(config, parser_run_dir), runs_root=runs_root,
-                                progress=progress, description=f"{method} seed {seed}")
-
-
-def _mask_parser(config, parser_run_dir):
-    """The parser run a method trains with: ``parser_run_dir`` when its mask loss or its input masks need it
-    (:func:`dfmvr_lib.training.loop.needs_parser`), else None."""
-    from ..training.loop import needs_parser
-
-    return parser_run_dir if needs_parser(config) else None
-
-
-def train_methods(jobs: Sequence[tuple], *, profile: str, dataset_root, parser_run_dir, runs_root, workers: int = 1,
-                  progress: bool = True, executor: str | ExperimentConfig | None = None) -> list[str]:
-    """Train (or reuse) several ``(method, seed, overrides)`` runs, ``workers`` at a time in separate processes.
-
-    A job may name its own benchmark as a fourth item, ``(method, seed, overrides, dataset_root)`` (default the
-    ``dataset_root`` argument), so that one call trains the runs of several tables side by side. Each worker
-    process uses ``torch.get_num_threads() // workers`` threads (at least one): on 2 cores two one-thread
-    trainings side by side do 1.75x the steps of one two-thread training (results/benchmarks/learning.md), so
-    the cpu profile trains two at a time. Runs already finished are reused without starting a process; an
-    interrupted run resumes from its checkpoint as usual. Returns the run directories in ``jobs`` order.
-
-    ``executor``: where the missing runs train (:mod:`dfmvr_lib.experiments.executors`): ``"processes"``
-    (``workers`` processes; in this process when ``workers`` is 1 or one run is missing), ``"inline"``,
-    ``"slurm"`` (a submitit job array with the profile's ``experiments.slurm`` settings) or ``"local"``
-    (submitit's local executor), or a whole ``experiments`` section (:class:`dfmvr_lib.config.ExperimentConfig`,
-    its executor and SLURM settings). Default: the profile's ``experiments.executor`` and ``experiments.slurm``
-    with the environment's overrides (``DFMVR_EXECUTOR``, ``DFMVR_SLURM_<FIELD>``:
-    :func:`dfmvr_lib.experiments.executors.executor_settings`). The executor is not part of any run key.
-    """
-    import dataclasses
-
-    from ..config import ExperimentConfig, get_config
-    from .executors import RunJob, describe, executor_settings, out_of_process, submit_runs, validate_settings
-
-    if isinstance(executor, ExperimentConfig):
-        settings = executor
-    else:
-        settings = executor_settings(get_config(profile).experiments)
-        if executor is not None:
-            settings = dataclasses.replace(settings, executor=executor)
-    settings = validate_settings(dataclasses.replace(settings, parallel_trainings=workers))
-
-    parser = str(parser_run_dir) if parser_run_dir is not None else None
-
-    def run_job(job) -> RunJob:
-        method, seed, overrides, *rest = job
-        return RunJob(profile, method, seed, overrides, str(rest[0] if rest else dataset_root), parser,
-                      str(runs_root))
-
-    jobs = [run_job(job) for job in jobs]
-    todo = [job for job in {(job.method, job.seed, tuple(sorted((job.overrides or {}).items())),
-                             job.dataset_root): job for job in jobs}.values() if not job.finished()]
-    todo = [dataclasses.replace(job, overrides=dict(job.overrides or {}) or None) for job in todo]
-    if todo:
-        print(f"training {len(todo)} runs ({describe(settings, len(todo), runs_root)}): "
-              + ", ".join(job.label for job in todo), flush=True)
-    if out_of_process(settings, len(todo)) and parser_run_dir is not None:
-        for root in dict.fromkeys(job.dataset_root for job in todo):     # once here, not in each worker
-            prepare_parser_masks(root, parser_run_dir, progress)
-    submit_runs(todo, settings, progress=progress)
-    return [str(job.run_dir()) for job in jobs]
-
-
-def prepare_parser_masks(dataset_root, parser_run_dir, progress: bool = True) -> None:
-    """Compute (or find cached) the parser's input masks of a benchmark's train and validation splits
-    (:func:`dfmvr_lib.training.input_masks.parser_parse_maps`)."""
-    from ..training.data import synthetic_triplets
-    from ..training.input_masks import parser_parse_maps
-
-    for split in ("train", "validation"):
-        try:
-            data = synthetic_triplets(dataset_root, split, progress=False)
-        except ValueError:                      # an empty split
-            continue
-        parser_parse_maps(data, dataset_root, split, parser_run_dir, progress)
 
 
 def evaluate_method(profile: str, method: str, dataset_root: str | os.PathLike, parser_run_dir,
@@ -117,7 +36,7 @@ def evaluate_method(profile: str, method: str, dataset_root: str | os.PathLike, 
         model = load_face_model(run.config.face_model)
         camera = PerspectiveCamera.from_config(run.config)
         views = ALL_VIEWS if is_single_image(method) else input_views
-        data = test_set.network_data(run.config.training.input_masks, _mask_parser(run.config, parser_run_dir))
+        data = test_set.network_data(run.config.training.input_masks, mask_parser(run.config, parser_run_dir))
         vertices = predict_vertices(run.network, model, camera, data, views,
                                     batch_size=run.config.training.batch_size,
                                     precision=resolve_precision(run.config.training.precision))
@@ -175,8 +94,6 @@ def paired_comparison(errors: pd.DataFrame, reference: pd.DataFrame, choice: str
     return {"mean_difference_mm": float(difference.mean()),
             "wilcoxon_p": float(stats.wilcoxon(a, b).pvalue),
             "t_test_p": float(stats.ttest_rel(a, b).pvalue), "paired_samples": int(len(difference))}
-
-
 
 
 @dataclass
@@ -279,10 +196,6 @@ def evaluate_ceiling(profile: str, test_set: TestSet, progress: bool = True) -> 
     """Per-sample errors of the best least-squares fit of the model's identity and expression to each
     ground-truth mesh (:func:`dfmvr_lib.evaluation.ceiling.best_fit_shapes`; an oracle reference, column ``seed``
     -1)."""
-    import torch
-
-    from ..evaluation.ceiling import best_fit_shapes
-
     model = load_face_model(method_config(profile, "dfmvr").face_model)
     fit = best_fit_shapes(model, torch.stack(test_set.vertices).to(model.mean_shape))
     errors = evaluate_vertices(fit.vertices[:, None], model, test_set, progress=progress)

@@ -211,44 +211,10 @@ def read_bfm_front(path: str | os.PathLike, *, landmark_101: np.ndarray | None =
     """
     path = Path(path)
     mat = _load_mat(path, "BFM front model (BFM_model_front.mat)")
-
-    meanshape = _vector(mat, path, "meanshape", None, "(1, 3V)")
-    if meanshape.size == 0 or meanshape.size % 3:
-        raise ValueError(f"{path}: key 'meanshape' must have 3V values (x, y, z per vertex), got {meanshape.size}")
-    _float(mat, path, "meanshape", "(1, 3V)", lambda s: True)  # dtype / finiteness
+    meanshape, meantex, bases, triangles, keypoints = _front_arrays(mat, path)
     V = meanshape.size // 3
-    three_v = f"(3V={3 * V}, K)"
-    meantex = _vector(mat, path, "meantex", 3 * V, f"(1, 3V={3 * V})")
-    _float(mat, path, "meantex", f"(1, 3V={3 * V})", lambda s: True)
-    bases = {}
-    for key in ("idBase", "exBase", "texBase"):
-        bases[key] = _float(mat, path, key, three_v, lambda s: len(s) == 2 and s[0] == 3 * V and s[1] >= 1)
-
-    tri_raw = _key(mat, path, "tri", f"(F, 3) 1-based vertex ids in [1, {V}]")
-    if tri_raw.ndim != 2 or tri_raw.shape[1] != 3 or tri_raw.shape[0] == 0:
-        raise ValueError(f"{path}: key 'tri' must have shape (F, 3), got {tri_raw.shape}")
-    triangles = _indices(tri_raw, path, "tri", 1, V)
-    F = triangles.shape[0]
-    keypoints = _indices(_vector(mat, path, "keypoints", 68, "(1, 68)"), path, "keypoints", 1, V)
-
-    # Optional keys: validated so a damaged file is reported, not used.
-    if "point_buf" in mat:
-        _index_matrix(mat, path, "point_buf", None, V, F + 1, f"(V={V}, k) 1-based triangle ids in [1, {F + 1}]")
-    if "skinmask" in mat:
-        _vector(mat, path, "skinmask", V, f"(1, V={V})")
-    if "frontmask2_idx" in mat:
-        _indices(_vector(mat, path, "frontmask2_idx", None, "(n, 1)"), path, "frontmask2_idx", 1, V)
-    if "tri_mask2" in mat:
-        _index_matrix(mat, path, "tri_mask2", 3, None, V, f"(n, 3) 1-based vertex ids in [1, {V}]")
-
-    mean_shape = meanshape.astype(np.float64).reshape(V, 3) * DECIMETRE_TO_MM
-    width = float(np.ptp(mean_shape[:, 0]))
-    if check_size and not FACE_WIDTH_RANGE_MM[0] <= width <= FACE_WIDTH_RANGE_MM[1]:
-        raise ValueError(
-            f"{path}: key 'meanshape' gives a face {width:.4g} mm wide after the decimetre -> mm conversion "
-            f"(expected {FACE_WIDTH_RANGE_MM[0]:g}-{FACE_WIDTH_RANGE_MM[1]:g} mm): the file is not in Deep3D's "
-            f"decimetres (Basel's raw micrometre-scale values? convert with convert_basel_bfm09)")
-    mean_shape -= mean_shape.mean(axis=0, keepdims=True)
+    _check_optional_front_keys(mat, path, V, triangles.shape[0])
+    mean_shape = _mean_shape_mm(meanshape, path, check_size)
 
     def basis(key: str, scale: float) -> np.ndarray:
         b = bases[key]
@@ -258,24 +224,8 @@ def read_bfm_front(path: str | os.PathLike, *, landmark_101: np.ndarray | None =
     expression_basis = basis("exBase", DECIMETRE_TO_MM)
     albedo_basis = basis("texBase", 1.0 / 255.0)
     mean_albedo = meantex.astype(np.float64).reshape(V, 3) / 255.0
-
-    # Winding: the project wants counter-clockwise seen from outside (normals out of the face, +z on average).
-    v0, v1, v2 = (mean_shape[triangles[:, k]] for k in range(3))
-    if np.cross(v1 - v0, v2 - v0)[:, 2].sum() < 0:
-        warnings.warn(f"{path}: 'tri' is clockwise seen from outside; flipping the winding", stacklevel=2)
-        triangles = triangles[:, [0, 2, 1]]
-
-    if landmark_101 is None or alignment_7 is None:
-        if V != BFM_FRONT_NUM_VERTICES:
-            raise ValueError(
-                f"{path}: the model has {V} vertices, not the {BFM_FRONT_NUM_VERTICES} of the BFM front model, so "
-                f"the built-in 101 3D-landmark / 7 alignment vertex ids do not apply: pass landmark_101= and "
-                f"alignment_7= (0-based vertex ids)")
-    landmark_101 = LANDMARK_101.copy() if landmark_101 is None else np.asarray(landmark_101, dtype=np.int64)
-    alignment_7 = ALIGNMENT_7.copy() if alignment_7 is None else np.asarray(alignment_7, dtype=np.int64)
-    for what, ids, count in (("landmark_101", landmark_101, 101), ("alignment_7", alignment_7, 7)):
-        if ids.shape != (count,) or ids.min() < 0 or ids.max() >= V:
-            raise ValueError(f"{path}: {what} must be ({count},) vertex ids in [0, {V}), got shape {ids.shape}")
+    triangles = _outward_winding(triangles, mean_shape, path)
+    landmark_101, alignment_7 = _landmark_ids(path, V, landmark_101, alignment_7)
 
     data = MorphableModelData(
         mean_shape=mean_shape.astype(np.float32),
@@ -293,6 +243,84 @@ def read_bfm_front(path: str | os.PathLike, *, landmark_101: np.ndarray | None =
     )
     data.validate(str(path))
     return data
+
+
+def _front_arrays(mat: dict, path: Path) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray, np.ndarray]:
+    """The required keys of a front model, validated: ``meanshape`` (3V,), ``meantex`` (3V,), the bases
+    ``{"idBase", "exBase", "texBase"}`` (3V, K) each, ``tri`` (F, 3) and ``keypoints`` (68,) 0-based."""
+    meanshape = _vector(mat, path, "meanshape", None, "(1, 3V)")
+    if meanshape.size == 0 or meanshape.size % 3:
+        raise ValueError(f"{path}: key 'meanshape' must have 3V values (x, y, z per vertex), got {meanshape.size}")
+    _float(mat, path, "meanshape", "(1, 3V)", lambda s: True)  # dtype / finiteness
+    V = meanshape.size // 3
+    three_v = f"(3V={3 * V}, K)"
+    meantex = _vector(mat, path, "meantex", 3 * V, f"(1, 3V={3 * V})")
+    _float(mat, path, "meantex", f"(1, 3V={3 * V})", lambda s: True)
+    bases = {}
+    for key in ("idBase", "exBase", "texBase"):
+        bases[key] = _float(mat, path, key, three_v, lambda s: len(s) == 2 and s[0] == 3 * V and s[1] >= 1)
+
+    tri_raw = _key(mat, path, "tri", f"(F, 3) 1-based vertex ids in [1, {V}]")
+    if tri_raw.ndim != 2 or tri_raw.shape[1] != 3 or tri_raw.shape[0] == 0:
+        raise ValueError(f"{path}: key 'tri' must have shape (F, 3), got {tri_raw.shape}")
+    triangles = _indices(tri_raw, path, "tri", 1, V)
+    keypoints = _indices(_vector(mat, path, "keypoints", 68, "(1, 68)"), path, "keypoints", 1, V)
+    return meanshape, meantex, bases, triangles, keypoints
+
+
+def _check_optional_front_keys(mat: dict, path: Path, V: int, F: int) -> None:
+    """Validate the optional keys (not used) so a damaged file is reported: ``point_buf``, ``skinmask``,
+    ``frontmask2_idx``, ``tri_mask2``."""
+    if "point_buf" in mat:
+        _index_matrix(mat, path, "point_buf", None, V, F + 1, f"(V={V}, k) 1-based triangle ids in [1, {F + 1}]")
+    if "skinmask" in mat:
+        _vector(mat, path, "skinmask", V, f"(1, V={V})")
+    if "frontmask2_idx" in mat:
+        _indices(_vector(mat, path, "frontmask2_idx", None, "(n, 1)"), path, "frontmask2_idx", 1, V)
+    if "tri_mask2" in mat:
+        _index_matrix(mat, path, "tri_mask2", 3, None, V, f"(n, 3) 1-based vertex ids in [1, {V}]")
+
+
+def _mean_shape_mm(meanshape: np.ndarray, path: Path, check_size: bool) -> np.ndarray:
+    """``meanshape`` (3V,) decimetres -> (V, 3) float64 mm centred on its centroid; with ``check_size`` a face
+    width outside :data:`FACE_WIDTH_RANGE_MM` is a ``ValueError`` (not Deep3D's decimetres)."""
+    mean_shape = meanshape.astype(np.float64).reshape(-1, 3) * DECIMETRE_TO_MM
+    width = float(np.ptp(mean_shape[:, 0]))
+    if check_size and not FACE_WIDTH_RANGE_MM[0] <= width <= FACE_WIDTH_RANGE_MM[1]:
+        raise ValueError(
+            f"{path}: key 'meanshape' gives a face {width:.4g} mm wide after the decimetre -> mm conversion "
+            f"(expected {FACE_WIDTH_RANGE_MM[0]:g}-{FACE_WIDTH_RANGE_MM[1]:g} mm): the file is not in Deep3D's "
+            f"decimetres (Basel's raw micrometre-scale values? convert with convert_basel_bfm09)")
+    mean_shape -= mean_shape.mean(axis=0, keepdims=True)
+    return mean_shape
+
+
+def _outward_winding(triangles: np.ndarray, mean_shape: np.ndarray, path: Path) -> np.ndarray:
+    """``triangles`` (F, 3) counter-clockwise seen from outside (normals out of the face, +z on average): flipped,
+    with a warning, when the file's are clockwise."""
+    v0, v1, v2 = (mean_shape[triangles[:, k]] for k in range(3))
+    if np.cross(v1 - v0, v2 - v0)[:, 2].sum() < 0:
+        warnings.warn(f"{path}: 'tri' is clockwise seen from outside; flipping the winding", stacklevel=3)
+        triangles = triangles[:, [0, 2, 1]]
+    return triangles
+
+
+def _landmark_ids(path: Path, V: int, landmark_101: np.ndarray | None,
+                  alignment_7: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The 101 3D-landmark and 7 alignment vertex ids (0-based int64): the given ones, else the built-in
+    :data:`LANDMARK_101` / :data:`ALIGNMENT_7` (only for the 35,709-vertex front model); checked against V."""
+    if landmark_101 is None or alignment_7 is None:
+        if V != BFM_FRONT_NUM_VERTICES:
+            raise ValueError(
+                f"{path}: the model has {V} vertices, not the {BFM_FRONT_NUM_VERTICES} of the BFM front model, so "
+                f"the built-in 101 3D-landmark / 7 alignment vertex ids do not apply: pass landmark_101= and "
+                f"alignment_7= (0-based vertex ids)")
+    landmark_101 = LANDMARK_101.copy() if landmark_101 is None else np.asarray(landmark_101, dtype=np.int64)
+    alignment_7 = ALIGNMENT_7.copy() if alignment_7 is None else np.asarray(alignment_7, dtype=np.int64)
+    for what, ids, count in (("landmark_101", landmark_101, 101), ("alignment_7", alignment_7, 7)):
+        if ids.shape != (count,) or ids.min() < 0 or ids.max() >= V:
+            raise ValueError(f"{path}: {what} must be ({count},) vertex ids in [0, {V}), got shape {ids.shape}")
+    return landmark_101, alignment_7
 
 
 def load_bfm_front(path: str | os.PathLike, **kwargs) -> MorphableModel:
@@ -392,61 +420,17 @@ def convert_basel_bfm09(morphable_model_mat: str | os.PathLike, expression_bin: 
     if not meta.is_dir():
         raise FileNotFoundError(f"Deep3D metadata folder not found: {meta}")
     output_path = Path(output_path)
-
-    # --- index files
-    front_path = meta / "BFM_front_idx.mat"
-    front_mat = _load_mat(front_path, "Deep3D front-vertex index (BFM_front_idx.mat)")
-    trim_path = meta / "BFM_exp_idx.mat"
-    trim_mat = _load_mat(trim_path, "Deep3D trimmed-vertex index (BFM_exp_idx.mat)")
-    trim_raw = _vector(trim_mat, trim_path, "trimIndex", None, "(N, 1)")
-    if trim_raw.size == 0:
-        raise ValueError(f"{trim_path}: key 'trimIndex' is empty")
+    trim_path, trim_raw, front_to_trimmed = _read_front_index(meta)
     num_trimmed = trim_raw.size
-    front_raw = _vector(front_mat, front_path, "idx", None, "(V, 1)")
-    if front_raw.size == 0:
-        raise ValueError(f"{front_path}: key 'idx' is empty")
-    front_to_trimmed = _indices(front_raw, front_path, "idx", 1, num_trimmed)
-    V = front_to_trimmed.size
-
-    info_path = meta / "facemodel_info.mat"
-    info = _load_mat(info_path, "Deep3D face-model info (facemodel_info.mat)")
-    tri = _key(info, info_path, "tri", f"(F, 3) 1-based vertex ids in [1, {V}]")
-    if tri.ndim != 2 or tri.shape[1] != 3 or tri.shape[0] == 0:
-        raise ValueError(f"{info_path}: key 'tri' must have shape (F, 3), got {tri.shape}")
-    _indices(tri, info_path, "tri", 1, V)
-    F = tri.shape[0]
-    keypoints = _key(info, info_path, "keypoints", "(1, 68)")
-    _indices(_vector(info, info_path, "keypoints", 68, "(1, 68)"), info_path, "keypoints", 1, V)
-    point_buf = _key(info, info_path, "point_buf", f"(V={V}, k)")
-    _index_matrix(info, info_path, "point_buf", None, V, F + 1, f"(V={V}, k) 1-based triangle ids in [1, {F + 1}]")
-    extras = {}
-    if "skinmask" in info:
-        extras["skinmask"] = _vector(info, info_path, "skinmask", V, f"(1, V={V})").reshape(1, V)
-    if "frontmask2_idx" in info:
-        _indices(_vector(info, info_path, "frontmask2_idx", None, "(n, 1)"), info_path, "frontmask2_idx", 1, V)
-        extras["frontmask2_idx"] = info["frontmask2_idx"]
-    if "tri_mask2" in info:
-        _index_matrix(info, info_path, "tri_mask2", 3, None, V, f"(n, 3) 1-based vertex ids in [1, {V}]")
-        extras["tri_mask2"] = info["tri_mask2"]
-
-    # --- Basel model
+    info_arrays = _read_face_model_info(meta, front_to_trimmed.size)
     basel_path = Path(morphable_model_mat)
     basel = _load_mat(basel_path, "Basel Face Model 2009 (01_MorphableModel.mat)")
     shape_mu = _vector(basel, basel_path, "shapeMU", None, "(3Nb, 1)")
     if shape_mu.size == 0 or shape_mu.size % 3:
         raise ValueError(f"{basel_path}: key 'shapeMU' must have 3Nb values, got {shape_mu.size}")
     num_basel = shape_mu.size // 3
-    trimmed_to_basel = _indices(trim_raw, trim_path, "trimIndex", 1, num_basel)
-    front_to_basel = trimmed_to_basel[front_to_trimmed]
-
-    select_path = meta / "select_vertex_id.mat"
-    if select_path.is_file():
-        select_mat = _load_mat(select_path, "Deep3D selected-vertex index (select_vertex_id.mat)")
-        select = _indices(_vector(select_mat, select_path, "select_id", V, f"(V={V}, 1)"), select_path,
-                          "select_id", 1, num_basel)
-        if not np.array_equal(select, front_to_basel):
-            raise ValueError(f"{select_path}: key 'select_id' disagrees with trimIndex[idx] of "
-                             f"{trim_path.name} / {front_path.name} (mismatched Deep3D index files?)")
+    front_to_basel = _indices(trim_raw, trim_path, "trimIndex", 1, num_basel)[front_to_trimmed]
+    _check_selected_vertices(meta, front_to_basel, num_basel)
 
     def component_basis(mu_key: str, pc_key: str, ev_key: str, count: int) -> tuple[np.ndarray, np.ndarray]:
         mu = shape_mu if mu_key == "shapeMU" else _vector(basel, basel_path, mu_key, 3 * num_basel,
@@ -466,28 +450,89 @@ def convert_basel_bfm09(morphable_model_mat: str | os.PathLike, expression_bin: 
             raise ValueError(f"{what} must be >= 1, got {count}")
     meanshape, id_base = component_basis("shapeMU", "shapePC", "shapeEV", num_identity)
     meantex, tex_base = component_basis("texMU", "texPC", "texEV", num_albedo)
-
-    # --- expression basis
-    _, exp_pc = read_expression_pca(expression_bin, num_trimmed)
-    if exp_pc.shape[1] < num_expression:
-        raise ValueError(f"{expression_bin}: {exp_pc.shape[1]} expression components, {num_expression} requested")
-    if std_exp_path is None:
-        candidates = [meta / "std_exp.txt", Path(expression_bin).parent / "std_exp.txt"]
-        std_exp_path = next((c for c in candidates if c.is_file()), candidates[0])
-    exp_std = read_expression_std(std_exp_path, exp_pc.shape[1])
-    exp_rows = (3 * front_to_trimmed[:, None] + np.arange(3)).reshape(-1)
-    ex_base = exp_pc[exp_rows, :num_expression].astype(np.float64) * exp_std[None, :num_expression]
-
+    ex_base = _front_expression_basis(expression_bin, num_trimmed, front_to_trimmed, num_expression, std_exp_path,
+                                      meta)
     arrays = {
         "meanshape": (meanshape * BASEL_TO_DECIMETRE).astype(np.float32).reshape(1, -1),
         "meantex": meantex.astype(np.float32).reshape(1, -1),
         "idBase": (id_base * BASEL_TO_DECIMETRE).astype(np.float32),
         "exBase": (ex_base * BASEL_TO_DECIMETRE).astype(np.float32),
         "texBase": tex_base.astype(np.float32),
-        "tri": tri,
-        "point_buf": point_buf,
-        "keypoints": keypoints,
-        **extras,
+        **info_arrays,
     }
     _atomic_savemat(output_path, arrays)
     return output_path
+
+
+def _read_front_index(meta: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """Deep3D's index files in ``meta``: ``(BFM_exp_idx.mat path, trimIndex (N,) as stored (1-based),
+    front -> trimmed vertex ids (V,) 0-based from BFM_front_idx.mat idx)``."""
+    front_path = meta / "BFM_front_idx.mat"
+    front_mat = _load_mat(front_path, "Deep3D front-vertex index (BFM_front_idx.mat)")
+    trim_path = meta / "BFM_exp_idx.mat"
+    trim_mat = _load_mat(trim_path, "Deep3D trimmed-vertex index (BFM_exp_idx.mat)")
+    trim_raw = _vector(trim_mat, trim_path, "trimIndex", None, "(N, 1)")
+    if trim_raw.size == 0:
+        raise ValueError(f"{trim_path}: key 'trimIndex' is empty")
+    front_raw = _vector(front_mat, front_path, "idx", None, "(V, 1)")
+    if front_raw.size == 0:
+        raise ValueError(f"{front_path}: key 'idx' is empty")
+    return trim_path, trim_raw, _indices(front_raw, front_path, "idx", 1, trim_raw.size)
+
+
+def _read_face_model_info(meta: Path, V: int) -> dict:
+    """The topology arrays of ``facemodel_info.mat`` for V front vertices, validated and as stored (1-based):
+    ``tri``, ``point_buf``, ``keypoints`` and, when present, ``skinmask`` (1, V), ``frontmask2_idx``,
+    ``tri_mask2``."""
+    info_path = meta / "facemodel_info.mat"
+    info = _load_mat(info_path, "Deep3D face-model info (facemodel_info.mat)")
+    tri = _key(info, info_path, "tri", f"(F, 3) 1-based vertex ids in [1, {V}]")
+    if tri.ndim != 2 or tri.shape[1] != 3 or tri.shape[0] == 0:
+        raise ValueError(f"{info_path}: key 'tri' must have shape (F, 3), got {tri.shape}")
+    _indices(tri, info_path, "tri", 1, V)
+    F = tri.shape[0]
+    keypoints = _key(info, info_path, "keypoints", "(1, 68)")
+    _indices(_vector(info, info_path, "keypoints", 68, "(1, 68)"), info_path, "keypoints", 1, V)
+    point_buf = _key(info, info_path, "point_buf", f"(V={V}, k)")
+    _index_matrix(info, info_path, "point_buf", None, V, F + 1, f"(V={V}, k) 1-based triangle ids in [1, {F + 1}]")
+    arrays = {"tri": tri, "point_buf": point_buf, "keypoints": keypoints}
+    if "skinmask" in info:
+        arrays["skinmask"] = _vector(info, info_path, "skinmask", V, f"(1, V={V})").reshape(1, V)
+    if "frontmask2_idx" in info:
+        _indices(_vector(info, info_path, "frontmask2_idx", None, "(n, 1)"), info_path, "frontmask2_idx", 1, V)
+        arrays["frontmask2_idx"] = info["frontmask2_idx"]
+    if "tri_mask2" in info:
+        _index_matrix(info, info_path, "tri_mask2", 3, None, V, f"(n, 3) 1-based vertex ids in [1, {V}]")
+        arrays["tri_mask2"] = info["tri_mask2"]
+    return arrays
+
+
+def _check_selected_vertices(meta: Path, front_to_basel: np.ndarray, num_basel: int) -> None:
+    """When ``select_vertex_id.mat`` is in ``meta``: its ``select_id`` must equal ``front_to_basel`` (V,)
+    (trimIndex[idx], 0-based ids among the ``num_basel`` Basel vertices)."""
+    select_path = meta / "select_vertex_id.mat"
+    if not select_path.is_file():
+        return
+    V = front_to_basel.size
+    select_mat = _load_mat(select_path, "Deep3D selected-vertex index (select_vertex_id.mat)")
+    select = _indices(_vector(select_mat, select_path, "select_id", V, f"(V={V}, 1)"), select_path,
+                      "select_id", 1, num_basel)
+    if not np.array_equal(select, front_to_basel):
+        raise ValueError(f"{select_path}: key 'select_id' disagrees with trimIndex[idx] of "
+                         f"BFM_exp_idx.mat / BFM_front_idx.mat (mismatched Deep3D index files?)")
+
+
+def _front_expression_basis(expression_bin, num_trimmed: int, front_to_trimmed: np.ndarray, count: int,
+                            std_exp_path, meta: Path) -> np.ndarray:
+    """Guo et al.'s expression basis on the V front vertices, (3V, count) float64 micrometre scale per unit
+    coefficient (``expPC[:, :count] * std_exp[:count]``); ``std_exp.txt`` defaults to ``meta``, else beside
+    ``Exp_Pca.bin``."""
+    _, exp_pc = read_expression_pca(expression_bin, num_trimmed)
+    if exp_pc.shape[1] < count:
+        raise ValueError(f"{expression_bin}: {exp_pc.shape[1]} expression components, {count} requested")
+    if std_exp_path is None:
+        candidates = [meta / "std_exp.txt", Path(expression_bin).parent / "std_exp.txt"]
+        std_exp_path = next((c for c in candidates if c.is_file()), candidates[0])
+    exp_std = read_expression_std(std_exp_path, exp_pc.shape[1])
+    exp_rows = (3 * front_to_trimmed[:, None] + np.arange(3)).reshape(-1)
+    return exp_pc[exp_rows, :count].astype(np.float64) * exp_std[None, :count]

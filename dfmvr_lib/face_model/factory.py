@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..config import FaceModelConfig
 from .base import MorphableModel
+from .procedural import build_procedural_model
 
 
 def load_face_model(config: FaceModelConfig) -> MorphableModel:
@@ -21,12 +22,13 @@ def load_face_model(config: FaceModelConfig) -> MorphableModel:
                            config.expression_components, config.albedo_components))
     if config.source in ("bfm_front", "basel_bfm09") and not config.path:
         raise ValueError(f"face_model.source={config.source!r} needs face_model.path (the model file)")
-    from .bfm import convert_basel_bfm09, load_bfm_front
+    from .bfm import convert_basel_bfm09, load_bfm_front  # here: scipy.io (~0.1 s to import) only for a BFM source
 
     if config.source == "bfm_front":
         return load_bfm_front(config.path)
     if config.source == "basel_bfm09":
-        missing = [name for name in ("expression_path", "deep3d_meta_dir") if not getattr(config, name)]
+        missing = [name for name, value in (("expression_path", config.expression_path),
+                                            ("deep3d_meta_dir", config.deep3d_meta_dir)) if not value]
         if missing:
             raise ValueError(f"face_model.source='basel_bfm09' needs face_model.{' and face_model.'.join(missing)}")
         converted = Path(config.path).with_name("BFM_model_front.mat")
@@ -38,7 +40,5 @@ def load_face_model(config: FaceModelConfig) -> MorphableModel:
 
 @functools.lru_cache(maxsize=4)
 def _procedural(vertex_target: int, identity: int, expression: int, albedo: int) -> MorphableModel:
-    from .procedural import build_procedural_model
-
     return build_procedural_model(vertex_target=vertex_target, identity_components=identity,
                                   expression_components=expression, albedo_components=albedo)

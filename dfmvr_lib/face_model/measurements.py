@@ -64,7 +64,7 @@ def anthropometric_measurements(vertices: torch.Tensor | np.ndarray, landmark_68
 def measurement_table(vertices, landmark_68) -> "pandas.DataFrame":  # noqa: F821
     """:func:`anthropometric_measurements` next to the references: columns measurement, description, measured_mm,
     norm_mm, ratio (measured / norm), bfm09_mean_mm."""
-    import pandas as pd
+    import pandas as pd  # here: pandas takes ~1 s to import and only this table needs it
 
     measured = anthropometric_measurements(vertices, landmark_68)
     rows = [(name, description, measured[name], norm, measured[name] / norm, BFM09_MEAN_MM[name])

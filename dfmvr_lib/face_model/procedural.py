@@ -119,7 +119,7 @@ def _geometry(spec: dict, topo: _Topology, memo=None) -> np.ndarray:
     out[topo.cavity_offset:topo.cavity_offset + rings.shape[0] * L] = rings.reshape(-1, 3)
     out[topo.cavity_cap] = rings[-1].mean(0)
     # jaw rotation
-    angle = spec.get("jaw_open", 0.0)
+    angle = spec["jaw_open"]
     if angle:
         w = _jaw_weights(spec, topo)
         rotated = ps.rotate_about_x(out, spec["jaw_pivot"], angle)
@@ -131,7 +131,7 @@ def _geometry(spec: dict, topo: _Topology, memo=None) -> np.ndarray:
 
 def _geometry_with_jaw_x(spec: dict, topo: _Topology, memo=None) -> np.ndarray:
     out = _geometry(spec, topo, memo)
-    shift = spec.get("jaw_x", 0.0)
+    shift = spec["jaw_x"]
     if shift:
         out = out + shift * _jaw_weights(spec, topo)[:, None] * np.array([1.0, 0.0, 0.0])
     return out

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .procedural_shape import mean_spec
+
 _J = lambda *v: tuple(float(x) for x in v)  # noqa: E731  (delta for tuple-valued spec entries)
 
 IDENTITY = [
@@ -95,11 +97,33 @@ IDENTITY_NAMES = [name for name, _ in IDENTITY]
 EXPRESSION_NAMES = [name for name, _ in EXPRESSION]
 
 
+def check_component_keys(components: list[tuple[str, dict]], spec: dict) -> None:
+    """Raise ``KeyError`` naming the component and the key when a component changes a key ``spec`` does not have
+    (a misspelt key would otherwise add an entry that nothing reads: a component that moves nothing), or
+    ``ValueError`` when a change does not match its entry (a tuple for a tuple entry, of the same length)."""
+    for name, delta in components:
+        for key, change in delta.items():
+            if key not in spec:
+                raise KeyError(f"procedural face component {name!r} changes unknown spec key {key!r} "
+                               f"(not in procedural_shape.mean_spec())")
+            entry = spec[key]
+            if isinstance(change, tuple) != isinstance(entry, tuple) or (
+                    isinstance(change, tuple) and len(change) != len(entry)):
+                raise ValueError(f"procedural face component {name!r}: the change of {key!r} ({change!r}) does "
+                                 f"not match the spec entry {entry!r}")
+
+
+check_component_keys(IDENTITY + EXPRESSION, mean_spec())
+
+
 def apply_delta(spec: dict, delta: dict, scale: float = 1.0) -> dict:
-    """A copy of ``spec`` moved by ``scale`` times ``delta`` (tuples change element-wise)."""
+    """A copy of ``spec`` moved by ``scale`` times ``delta`` (tuples change element-wise); every key of ``delta``
+    must be in ``spec`` (``KeyError`` naming it otherwise)."""
     out = dict(spec)
     for key, change in delta.items():
-        base = out.get(key, 0.0)
+        if key not in out:
+            raise KeyError(f"unknown procedural face spec key {key!r}")
+        base = out[key]
         if isinstance(change, tuple):
             out[key] = tuple(float(b) + scale * c for b, c in zip(base, change))
         else:

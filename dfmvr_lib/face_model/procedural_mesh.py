@@ -54,9 +54,6 @@ class FaceGrid:
     fixed_u: np.ndarray
     fixed_y: np.ndarray
 
-    def grid_id(self, r: int, c: int) -> int:
-        return r * self.cols + c
-
 
 def build_grid(u_max: float, y_min: float, y_max: float, spacing: float, eye_y: float, eye_u: tuple[float, float],
                mouth_y: float, mouth_u: float, extra_u: tuple = (), extra_y: tuple = ()) -> FaceGrid:
@@ -148,12 +145,6 @@ def triangulate_quads(quads: np.ndarray, points: np.ndarray) -> np.ndarray:
     t1 = np.where(use_ac[:, None], np.stack([a, b, c], 1), np.stack([a, b, d], 1))
     t2 = np.where(use_ac[:, None], np.stack([a, c, d], 1), np.stack([b, c, d], 1))
     return np.concatenate([t1, t2], 0)
-
-
-def unique_edges(triangles: np.ndarray) -> np.ndarray:
-    e = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]], 0)
-    e = np.sort(e, 1)
-    return np.unique(e, axis=0)
 
 
 def relax_grid(grid: FaceGrid, embed, iterations: int = 40, step: float = 0.5, power: float = 1.0,

@@ -103,28 +103,57 @@ def _nearest(uv, candidates, target, exclude=()):
     return int(ids[np.argmin(d)])
 
 
-def landmarks(spec, topo, labels, mean):
-    """(landmark_68, landmark_101, alignment_7) vertex ids on the mean face."""
-    g = topo.grid
-    uv = g.uv
-    nf = topo.n_face
-    u, y = uv[:, 0], uv[:, 1]
-    plain = (g.side == 0) & (g.slit == 0)
+class _Picker:
+    """Chooses landmark vertices on the face sheet by canonical (tissue) coordinates, each vertex at most once
+    (landmarks stay distinct): ``used`` holds the face vertex ids taken so far."""
 
-    used: set = set()
+    def __init__(self, spec, topo):
+        self.spec = spec
+        self.grid = topo.grid
+        self.uv = topo.grid.uv
+        self.plain = (self.grid.side == 0) & (self.grid.slit == 0)   # off the slits (lid and lip edges)
+        self.used: set = set()
 
-    def at(uu, yy, mask=plain):
-        """Nearest vertex to a canonical point, never one already taken (landmarks stay distinct)."""
-        vid = _nearest(uv, mask, (uu, yy), used)
-        used.add(vid)
+    def at(self, uu, yy, mask=None):
+        """Nearest vertex of ``mask`` (default: the plain sheet) to the canonical point (uu, yy), never one already
+        taken; marks it taken."""
+        vid = _nearest(self.uv, self.plain if mask is None else mask, (uu, yy), self.used)
+        self.used.add(vid)
         return vid
 
-    def slit_vertex(sid, uu, want_side):
+    def slit_vertex(self, sid, uu, want_side):
+        """Nearest vertex at |u| = ``uu`` on slit ``sid``'s edge ``want_side`` (+1 upper, -1 lower, 0 the corners);
+        may repeat a taken vertex and does not mark it."""
+        g = self.grid
         m = (g.slit == sid) & ((g.side == want_side) | (g.side == 0))
-        return _nearest(uv, m, (uu, spec["eye_slit_y"] if sid != pm.SLIT_MOUTH else spec["mouth_slit_y"]))
+        slit_y = self.spec["eye_slit_y"] if sid != pm.SLIT_MOUTH else self.spec["mouth_slit_y"]
+        return _nearest(self.uv, m, (uu, slit_y))
 
+
+def landmarks(spec, topo, labels, mean):
+    """(landmark_68, landmark_101, alignment_7) vertex ids on the mean face.
+
+    ``landmark_68`` (68,) iBUG order; ``landmark_101`` (101,) = the 51 inner iBUG points 17-67 then 50 extra
+    semantic points (:func:`_extra_landmarks`); ``alignment_7`` (7,) = iBUG 36, 39, 42, 45, 30, 48, 54 (eye corners,
+    nose tip, mouth corners). ``labels`` (V,) the part labels, ``mean`` (V, 3) the mean face (construction frame).
+    """
+    pick = _Picker(spec, topo)
     lm = np.zeros(68, np.int64)
-    # 0-16 jaw contour: frontal outline of the labelled face, swept from the image-left side through the chin
+    _jaw_landmarks(lm, pick, labels, mean, topo)
+    _brow_and_nose_landmarks(lm, pick, mean)
+    _eye_landmarks(lm, pick)
+    _mouth_landmarks(lm, pick, labels[:topo.n_face])
+    pick.used.update(int(i) for i in lm)
+    extra = _extra_landmarks(pick, topo, labels[:topo.n_face], mean)
+    lm101 = np.concatenate([lm[17:68], extra])
+    align = lm[[36, 39, 42, 45, 30, 48, 54]]
+    return lm, lm101, align
+
+
+def _jaw_landmarks(lm, pick, labels, mean, topo):
+    """iBUG 0-16, the jaw contour: frontal outline of the labelled face, swept from the image-left side through
+    the chin."""
+    g, nf = pick.grid, topo.n_face
     skin = labels[:nf] > 0
     skin &= (g.slit == 0)
     centre = np.array([0.0, -30.0])
@@ -139,31 +168,41 @@ def landmarks(spec, topo, labels, mean):
         ids = np.nonzero(cand)[0]
         lm[j] = ids[np.argmax(rad[ids])]
         if j == 8:  # the chin point sits on the midline: lowest labelled face vertex of the middle column
-            mid = np.nonzero(skin & (np.abs(u) < 0.5))[0]
+            mid = np.nonzero(skin & (np.abs(pick.uv[:, 0]) < 0.5))[0]
             lm[j] = mid[np.argmin(mean[mid, 1])]
-        used.add(int(lm[j]))
-    # 17-26 brows (upper-middle of the brow band), from image-left outer to inner, then inner to outer
+        pick.used.add(int(lm[j]))
+
+
+def _brow_and_nose_landmarks(lm, pick, mean):
+    """iBUG 17-26 (brows: upper-middle of the brow band, image-left outer to inner, then inner to outer), 27-30
+    (nose bridge to tip) and 31-35 (nose base, with the subnasale at 33)."""
+    spec, at, plain = pick.spec, pick.at, pick.plain
+    u, y = pick.uv[:, 0], pick.uv[:, 1]
     bu = np.linspace(spec["brow_u1"] - 2.0, spec["brow_u0"] + 1.0, 5)
     by, half = brow_curve(spec, bu)
     for k in range(5):
         lm[17 + k] = at(-bu[k], by[k] + 0.35 * half[k])
         lm[26 - k] = at(bu[k], by[k] + 0.35 * half[k])
-    # 27-30 nose bridge to tip, 31-35 nose base
     ny, ty = spec["nose_n_y"], spec["nose_tip_y"]
     for k, yy in enumerate(np.linspace(ny - 5.0, ty, 4)):
         lm[27 + k] = at(0.0, yy)
-    lm[30] = _tip(mean, uv, plain, ty)
-    used.update(int(i) for i in lm[27:31])
+    lm[30] = _tip(mean, pick.uv, plain, ty)
+    pick.used.update(int(i) for i in lm[27:31])
     base_y = spec["nose_sn_y"] + 1.0
     for k, uu in enumerate((-spec["ala_u"] + 1.0, -5.5, 0.0, 5.5, spec["ala_u"] - 1.0)):
         lm[31 + k] = at(uu, base_y + (0.0 if k == 2 else 1.0 + 1.5 * abs(uu) / spec["ala_u"]))
     # subnasale: the deepest midline point where the columella meets the upper lip
+    used = pick.used
     used.discard(int(lm[33]))  # the nose-base pass may have taken it: it is replaced here
     sn = np.nonzero(plain & (np.abs(u) < 2.0) & (np.abs(y - spec["nose_sn_y"]) < 3.0))[0]
     sn = sn[~np.isin(sn, np.fromiter(used, np.int64))] if len(used) else sn
     lm[33] = int(sn[np.argmin(mean[sn, 2])]) if len(sn) else at(0.0, spec["nose_sn_y"])
     used.add(int(lm[33]))
-    # eyes: fissure corners and lid margins at 1/3, 2/3
+
+
+def _eye_landmarks(lm, pick):
+    """iBUG 36-47: each eye's fissure corners and its lid margins at 1/3 and 2/3 of the fissure."""
+    spec, slit_vertex = pick.spec, pick.slit_vertex
     en, ex = spec["eye_en"], spec["eye_ex"]
     third = (2 * en + ex) / 3.0, (en + 2 * ex) / 3.0
     L, R = pm.SLIT_EYE_LEFT, pm.SLIT_EYE_RIGHT
@@ -179,26 +218,38 @@ def landmarks(spec, topo, labels, mean):
     lm[45] = slit_vertex(R, ex, 0)
     lm[46] = slit_vertex(R, third[1], -1)
     lm[47] = slit_vertex(R, third[0], -1)
-    # mouth: outer contour on the vermilion borders, inner contour on the slit edges
+
+
+def _mouth_landmarks(lm, pick, face_labels):
+    """iBUG 48-67: the outer contour on the vermilion borders (48-59), the inner contour on the slit edges (60-67).
+    ``face_labels`` (Vf,) part labels of the face sheet."""
+    spec, at, slit_vertex, plain = pick.spec, pick.at, pick.slit_vertex, pick.plain
     mu, my = spec["mouth_u"], spec["mouth_slit_y"]
     M = pm.SLIT_MOUTH
     lm[48] = slit_vertex(M, -mu, 0)
     lm[54] = slit_vertex(M, mu, 0)
     for k, mm in zip((49, 50, 51, 52, 53), (-0.62, -0.3, 0.0, 0.3, 0.62)):
-        lm[k] = at(mm * mu, my + float(upper_vermilion(spec, np.array(mm))), plain & (labels[:nf] == UPPER_LIP))
+        lm[k] = at(mm * mu, my + float(upper_vermilion(spec, np.array(mm))), plain & (face_labels == UPPER_LIP))
     for k, mm in zip((55, 56, 57, 58, 59), (0.62, 0.3, 0.0, -0.3, -0.62)):
-        lm[k] = at(mm * mu, my - float(lower_vermilion(spec, np.array(mm))), plain & (labels[:nf] == LOWER_LIP))
-    step = np.min(np.abs(np.diff(g.col_u)))
+        lm[k] = at(mm * mu, my - float(lower_vermilion(spec, np.array(mm))), plain & (face_labels == LOWER_LIP))
+    step = np.min(np.abs(np.diff(pick.grid.col_u)))
     lm[60] = slit_vertex(M, -mu + 1.01 * step, 1)
     lm[64] = slit_vertex(M, mu - 1.01 * step, 1)
     for k, mm in zip((61, 62, 63), (-0.45, 0.0, 0.45)):
         lm[k] = slit_vertex(M, mm * mu, 1)
     for k, mm in zip((65, 66, 67), (0.45, 0.0, -0.45)):
         lm[k] = slit_vertex(M, mm * mu, -1)
-    used.update(int(i) for i in lm)
 
-    # 50 extra semantic points for the 101 set
+
+def _extra_landmarks(pick, topo, face_labels, mean):
+    """The 50 extra semantic points of the 101 set (50,) int64, in order: forehead, glabella, nasion, lower brow
+    edges, pupils, lid creases, infraorbital, nose (alae, nostrils, columella, bridge sides, supratip), zygion,
+    cheeks, philtrum, chin, gonion, temples. ``face_labels`` (Vf,) part labels of the face sheet."""
+    spec, at, plain = pick.spec, pick.at, pick.plain
+    uv = pick.uv
+    u, y = uv[:, 0], uv[:, 1]
     ux = ps.ux
+    en, ex, ny = spec["eye_en"], spec["eye_ex"], spec["nose_n_y"]
     extra = []
     for uu, yy in ((0.0, 55.0), (-ux(26.0), 50.0), (ux(26.0), 50.0), (-ux(48.0), 40.0), (ux(48.0), 40.0)):
         extra.append(at(uu, yy))  # forehead
@@ -216,8 +267,8 @@ def landmarks(spec, topo, labels, mean):
             extra.append(at(sign * uu, spec["eye_slit_y"] + 9.5))  # upper lid crease
     for sign in (-1, 1):
         extra.append(at(sign * spec["eye_cx"], spec["eye_slit_y"] - 12.0))  # infraorbital
-    extra.append(_extreme(mean, uv, plain & (labels[:nf] == NOSE) & (u < 0) & (y < spec["ala_y"] + 4), 0, -1))
-    extra.append(_extreme(mean, uv, plain & (labels[:nf] == NOSE) & (u > 0) & (y < spec["ala_y"] + 4), 0, 1))
+    extra.append(_extreme(mean, uv, plain & (face_labels == NOSE) & (u < 0) & (y < spec["ala_y"] + 4), 0, -1))
+    extra.append(_extreme(mean, uv, plain & (face_labels == NOSE) & (u > 0) & (y < spec["ala_y"] + 4), 0, 1))
     nyy = spec["nose_tip_y"] - spec["nose_tip_r"][1] + 0.5
     extra.append(at(-6.0, nyy))
     extra.append(at(6.0, nyy))  # nostrils
@@ -225,7 +276,7 @@ def landmarks(spec, topo, labels, mean):
     extra.append(at(-7.0, -12.0))
     extra.append(at(7.0, -12.0))  # nose bridge sides
     extra.append(at(0.0, spec["nose_tip_y"] + 7.0))  # supratip
-    cheek_band = plain & (labels[:nf] == SKIN) & (y > -25) & (y < 0) & (np.abs(u) < 100)
+    cheek_band = plain & (face_labels == SKIN) & (y > -25) & (y < 0) & (np.abs(u) < 100)
     zy = [_extreme(mean, uv, cheek_band & (u * s > 0), 0, s) for s in (-1, 1)]
     extra.extend(zy)  # zygion
     for uu, yy in ((ux(45.0), -20.0), (ux(38.0), -42.0), (ux(28.0), -52.0), (ux(50.0), -58.0)):
@@ -244,10 +295,7 @@ def landmarks(spec, topo, labels, mean):
     extra.append(at(go_u, go_y))  # gonion
     extra.append(at(-ux(62.0), 22.0))
     extra.append(at(ux(62.0), 22.0))  # temples
-    extra = np.array(extra, np.int64)
-    lm101 = np.concatenate([lm[17:68], extra])
-    align = lm[[36, 39, 42, 45, 30, 48, 54]]
-    return lm, lm101, align
+    return np.array(extra, np.int64)
 
 
 def _normals(p, t):

@@ -129,6 +129,8 @@ def ray_ellipsoid(ox, oy, oz, dx, dz, centre, axes, yaw: float = 0.0):
 # ----------------------------------------------------------------------------------------------------------------
 # the mean face specification (mm); identity and expression components perturb these numbers
 def mean_spec() -> dict:
+    """The mean face's parameters: every entry the construction reads, so its keys are the known spec keys (the
+    named components of :mod:`.procedural_components` move only these)."""
     return dict(
         # bone-like primitives (canonical frame)
         skull_c=(0.0, 32.0, -95.0), skull_a=(79.0, 100.0, 105.0),
@@ -150,7 +152,6 @@ def mean_spec() -> dict:
                 -28.0, -60.0),
         socket=11.0, brow_ridge=2.5, brow_ridge_y=17.0, glabella=2.0, cheekbone=2.5, zygoma=3.0, temple=0.5, buccal=0.0,
         malar_fat=3.0, buccal_fat=2.5, masseter=1.0, temple_fill=4.0, mandible=3.0,
-        forehead_slope=0.0, nasion_depth=0.0,
         # eyes
         eye_u=31.0, eye_cx=30.5, eye_y=1.0, eye_depth=-13.5, eye_axes=(18.0, 14.5, 12.0), eye_yaw=0.12,
         eye_slit_y=0.0, lid_up=4.4, lid_low=5.4, eye_en=15.5, eye_ex=45.0,
@@ -159,14 +160,22 @@ def mean_spec() -> dict:
         nose_bridge_w=4.0, nose_slope=1.35, nose_tip_r=(9.0, 6.0, 8.5), ala_u=11.5, ala_y=-37.0,
         ala_r=(6.5, 5.5, 7.5), ala_z=13.0, nostril=4.5, nose_hump=0.0,
         # mouth (tissue)
-        mouth_slit_y=-65.0, mouth_y=-65.0, mouth_u=25.5, mouth_gap=1.6, lip_up_h=8.5, lip_low_h=10.0, lip_up=5.5,
+        mouth_slit_y=-65.0, mouth_u=25.5, mouth_gap=1.6, lip_up_h=8.5, lip_low_h=10.0, lip_up=5.5,
         lip_low=6.5,
-        philtrum=1.0, cupid=1.2, lip_protrusion=0.0, cheek_fat=3.5,
+        philtrum=1.0, lip_protrusion=0.0, cheek_fat=3.5,
         cavity_depth=28.0, cavity_up=9.0, cavity_down=12.0,
         # brows (tissue)
-        brow_y=15.0, brow_h=1.0, brow_u0=17.0, brow_u1=58.0, ear_u=118.0, hairline_y=72.0,
-        # expression extras
-        jaw_open=0.0, jaw_pivot=(-12.0, -80.0), jaw_evert=80.0,
+        brow_y=15.0, brow_u0=17.0, brow_u1=58.0, ear_u=118.0, hairline_y=72.0,
+        # identity warps of the tissue (mm; eye size and canthal tilt are slopes, mm per mm; 0 = none)
+        w_eye_spacing=0.0, w_eye_size=0.0, w_eye_height=0.0, w_canthal=0.0, w_nose_length=0.0, w_upper_lip=0.0,
+        w_lower_face=0.0, w_forehead=0.0, w_mouth_width=0.0, w_nose_width=0.0, w_asym=0.0,
+        # expressions (0 = neutral): jaw rotation (radians) about the pivot and sideways shift, lids, brows, mouth
+        jaw_open=0.0, jaw_pivot=(-12.0, -80.0), jaw_evert=80.0, jaw_x=0.0,
+        close_l=0.0, close_r=0.0, squint_l=0.0, squint_r=0.0,
+        brow_in_l=0.0, brow_in_r=0.0, brow_out_l=0.0, brow_out_r=0.0, frown=0.0,
+        smile_l=0.0, smile_r=0.0, stretch=0.0, corner_down=0.0, mouth_x=0.0, pucker=0.0, funnel=0.0, press=0.0,
+        upper_raise=0.0, lower_depress=0.0, puff=0.0, puff_l=0.0, puff_r=0.0, wrinkle=0.0, sneer_l=0.0,
+        sneer_r=0.0,
     )
 
 
@@ -246,7 +255,7 @@ def mouth_slide(spec, u, y, side, gap_extra: float = 0.0):
 
 def jaw_weight(spec, u, y, side):
     """How much a face vertex follows the jaw (0 above the mouth line, 1 on the chin), cut along the lips."""
-    mu = spec["mouth_u"] * spec.get("_mouth_scale", 1.0)
+    mu = spec["mouth_u"]
     ym = spec["mouth_slit_y"]
     au = np.abs(u)
     # the border rises from the mouth corners back towards the jaw joint in front of the ear
@@ -424,81 +433,78 @@ def _side_masks(spec, y, side, slit_y):
 
 def expression_slide(spec, u, y, side):
     """Tangential tissue motion (du, dy) of the expressions (besides lids and lip parting)."""
-    g = spec.get
     du = np.zeros_like(u)
     dy = np.zeros_like(u)
     my = spec["mouth_slit_y"]
     upper, lower = _side_masks(spec, y, side, my)
-    for sign, smile, stretch in ((-1, g("smile_l", 0.0), g("stretch", 0.0)), (1, g("smile_r", 0.0), g("stretch", 0.0))):
+    for sign, smile, stretch in ((-1, spec["smile_l"], spec["stretch"]), (1, spec["smile_r"], spec["stretch"])):
         wc = _corner_w(spec, u, y, sign)
         du = du + sign * wc * (0.55 * smile + 0.6 * stretch)
-        dy = dy + wc * (1.0 * smile - 0.15 * stretch - 1.0 * g("corner_down", 0.0))
+        dy = dy + wc * (1.0 * smile - 0.15 * stretch - 1.0 * spec["corner_down"])
     # brows: inner / outer raise per side, frown (down and together)
     above = sstep(y, spec["eye_slit_y"] + 2.0, spec["eye_slit_y"] + 11.0)
     eu = spec["eye_u"]
-    for sign, bi, bo in ((-1, g("brow_in_l", 0.0), g("brow_out_l", 0.0)),
-                         (1, g("brow_in_r", 0.0), g("brow_out_r", 0.0))):
+    for sign, bi, bo in ((-1, spec["brow_in_l"], spec["brow_out_l"]),
+                         (1, spec["brow_in_r"], spec["brow_out_r"])):
         dy = dy + above * (bi * gauss(u, y, sign * (eu - 9.0), 18.0, 10.0, 16.0)
                            + bo * gauss(u, y, sign * (eu + 13.0), 18.0, 11.0, 16.0))
-    fr = g("frown", 0.0)
+    fr = spec["frown"]
     wf = above * (gauss(u, y, -(eu - 8.0), 16.0, 12.0, 9.0) + gauss(u, y, eu - 8.0, 16.0, 12.0, 9.0))
     dy = dy - fr * wf
     du = du - fr * 0.5 * np.sign(u) * wf
     # mouth: sideways, pucker / funnel narrowing, upper lip raise, lower lip depress
     wm = gauss(u, y, 0.0, my, 30.0, 16.0)
-    du = du + g("mouth_x", 0.0) * wm
+    du = du + spec["mouth_x"] * wm
     wl = gauss(u, y, 0.0, my, 26.0, 12.0)
-    du = du - (g("pucker", 0.0) + 0.6 * g("funnel", 0.0)) * 0.12 * u * wl
-    dy = dy + g("upper_raise", 0.0) * gauss(u, y, 0.0, my + 4.0, 16.0, 9.0) * upper
-    dy = dy - g("lower_depress", 0.0) * gauss(u, y, 0.0, my - 5.0, 16.0, 9.0) * lower
+    du = du - (spec["pucker"] + 0.6 * spec["funnel"]) * 0.12 * u * wl
+    dy = dy + spec["upper_raise"] * gauss(u, y, 0.0, my + 4.0, 16.0, 9.0) * upper
+    dy = dy - spec["lower_depress"] * gauss(u, y, 0.0, my - 5.0, 16.0, 9.0) * lower
     # nose wrinkle and sneer lift the alae and the upper lip
-    for sign, sn in ((-1, g("sneer_l", 0.0)), (1, g("sneer_r", 0.0))):
+    for sign, sn in ((-1, spec["sneer_l"]), (1, spec["sneer_r"])):
         wa = gauss(u, y, sign * spec["ala_u"], spec["ala_y"], 9.0, 9.0)
-        dy = dy + (g("wrinkle", 0.0) + sn) * wa
+        dy = dy + (spec["wrinkle"] + sn) * wa
         dy = dy + sn * 0.8 * gauss(u, y, sign * 12.0, my + 5.0, 10.0, 7.0) * upper
     return du, dy
 
 
 def expression_height(spec, u, y, side):
     """Height changes (mm along the normal) of the expressions."""
-    g = spec.get
     my = spec["mouth_slit_y"]
     h = np.zeros_like(u)
-    for sign, smile, puff in ((-1, g("smile_l", 0.0), g("puff_l", 0.0)), (1, g("smile_r", 0.0), g("puff_r", 0.0))):
+    for sign, smile, puff in ((-1, spec["smile_l"], spec["puff_l"]), (1, spec["smile_r"], spec["puff_r"])):
         h = h + smile * gauss(u, y, sign * ux(40.0), -35.0, 13.0, 11.0)  # cheeks rise
-        h = h + (g("puff", 0.0) + puff) * gauss(u, y, sign * ux(42.0), -58.0, 15.0, 15.0)
+        h = h + (spec["puff"] + puff) * gauss(u, y, sign * ux(42.0), -58.0, 15.0, 15.0)
     lips = gauss(u, y, 0.0, my, 20.0, 7.0)
-    h = h + (g("pucker", 0.0) + g("funnel", 0.0)) * lips
-    h = h - g("press", 0.0) * lips
-    h = h + g("frown", 0.0) * gauss(u, y, 0.0, 14.0, 9.0, 7.0)
-    h = h + g("wrinkle", 0.0) * (gauss(u, y, -9.0, 0.0, 6.0, 6.0) + gauss(u, y, 9.0, 0.0, 6.0, 6.0))
+    h = h + (spec["pucker"] + spec["funnel"]) * lips
+    h = h - spec["press"] * lips
+    h = h + spec["frown"] * gauss(u, y, 0.0, 14.0, 9.0, 7.0)
+    h = h + spec["wrinkle"] * (gauss(u, y, -9.0, 0.0, 6.0, 6.0) + gauss(u, y, 9.0, 0.0, 6.0, 6.0))
     return h
 
 
 def identity_warp(spec, u, y):
     """Identity tissue warp (du, dy) on the prism: proportions that landmarks must follow."""
-    g = spec.get
     du = np.zeros_like(u)
     dy = np.zeros_like(u)
     eu, ey = spec["eye_u"], spec["eye_y"]
     au = np.abs(u)
     sg = np.where(u < 0, -1.0, 1.0)
     we = gauss(au, y, eu, ey, 17.0, 15.0)
-    du = du + sg * we * (g("w_eye_spacing", 0.0) + g("w_eye_size", 0.0) * (au - eu))
-    dy = dy + we * (g("w_eye_height", 0.0) + g("w_eye_size", 0.0) * (y - ey) + g("w_canthal", 0.0) * (au - eu))
+    du = du + sg * we * (spec["w_eye_spacing"] + spec["w_eye_size"] * (au - eu))
+    dy = dy + we * (spec["w_eye_height"] + spec["w_eye_size"] * (y - ey) + spec["w_canthal"] * (au - eu))
     ny, sn = spec["nose_n_y"], spec["nose_sn_y"]
     my = spec["mouth_slit_y"]
     # vertical proportions (every column moves together so the head stays whole)
-    dy = dy - g("w_nose_length", 0.0) * sstep(y, ny, sn)
-    dy = dy - g("w_upper_lip", 0.0) * sstep(y, sn, my)
-    dy = dy - g("w_lower_face", 0.0) * sstep(y, my, -118.0)
-    dy = dy + g("w_forehead", 0.0) * sstep(y, 20.0, 80.0)
+    dy = dy - spec["w_nose_length"] * sstep(y, ny, sn)
+    dy = dy - spec["w_upper_lip"] * sstep(y, sn, my)
+    dy = dy - spec["w_lower_face"] * sstep(y, my, -118.0)
+    dy = dy + spec["w_forehead"] * sstep(y, 20.0, 80.0)
     # widths
     wm = gauss(u, y, 0.0, my, 24.0, 14.0)
-    du = du + g("w_mouth_width", 0.0) * np.clip(u / spec["mouth_u"], -1.5, 1.5) * wm
+    du = du + spec["w_mouth_width"] * np.clip(u / spec["mouth_u"], -1.5, 1.5) * wm
     wn = gauss(u, y, 0.0, spec["ala_y"], 16.0, 9.0)
-    du = du + g("w_nose_width", 0.0) * np.clip(u / 17.0, -1.5, 1.5) * wn
-    du = du + g("w_asym", 0.0) * gauss(u, y, 0.0, -20.0, 60.0, 60.0) * 0.5
+    du = du + spec["w_nose_width"] * np.clip(u / 17.0, -1.5, 1.5) * wn
+    du = du + spec["w_asym"] * gauss(u, y, 0.0, -20.0, 60.0, 60.0) * 0.5
     return du, dy
 
 
@@ -516,7 +522,7 @@ def eye_centre(spec, sign: int) -> np.ndarray:
 
 
 def eye_scale(spec) -> float:
-    return 1.0 + spec.get("w_eye_size", 0.0)
+    return 1.0 + spec["w_eye_size"]
 
 
 _MISSING = object()
@@ -574,9 +580,9 @@ def _no_memo(name, fn, spec, *arrays):
 
 def _stage_slide(spec, u, y, side):
     du, dy = expression_slide(spec, u, y, side)
-    dy = dy + eye_slide(spec, u, y, side, -1, spec.get("close_l", 0.0), spec.get("squint_l", 0.0))
-    dy = dy + eye_slide(spec, u, y, side, +1, spec.get("close_r", 0.0), spec.get("squint_r", 0.0))
-    dy = dy + mouth_slide(spec, u, y, side, spec.get("gap_extra", 0.0) + 1.5 * spec.get("funnel", 0.0))
+    dy = dy + eye_slide(spec, u, y, side, -1, spec["close_l"], spec["squint_l"])
+    dy = dy + eye_slide(spec, u, y, side, +1, spec["close_r"], spec["squint_r"])
+    dy = dy + mouth_slide(spec, u, y, side, 1.5 * spec["funnel"])
     return u + du, y + dy
 
 

@@ -9,12 +9,12 @@ Pipeline of :class:`DFMVRNet`:
    fused map (B, fused_channels, H, W); Tri-UNet by default.
 3. **Regressor** (:func:`~dfmvr_lib.networks.regressors.build_regressor`): RedNet-50 (or ResNet-50) reads the
    fused map -> pooled feature (B, F).
-4. **Heads**: linear layers on the pooled feature. Shared by the views: identity (K_id), expression (K_exp),
-   albedo (K_alb), SH lighting (27). Per view: Euler angles (S x 3) and translation (S x 3), each one linear layer
-   with ``S * 3`` outputs, i.e. an independent linear head per view (own weights) on the shared pooled feature:
-   the fused feature has seen every view through the backbone, so it can encode each view's pose, and the view
-   order (A, B, C) is fixed, so the head knows which output belongs to which view. 80 + 64 + 80 + 27 + 3 x 6 = 269
-   outputs with the paper's counts.
+4. **Heads** (:func:`~dfmvr_lib.networks.heads.coefficient_heads`): linear layers on the pooled feature. Shared
+   by the views: identity (K_id), expression (K_exp), albedo (K_alb), SH lighting (27). Per view: Euler angles
+   (S x 3) and translation (S x 3), each one linear layer with ``S * 3`` outputs, i.e. an independent linear head
+   per view (own weights) on the shared pooled feature: the fused feature has seen every view through the
+   backbone, so it can encode each view's pose, and the view order (A, B, C) is fixed, so the head knows which
+   output belongs to which view. 80 + 64 + 80 + 27 + 3 x 6 = 269 outputs with the paper's counts.
 
 **Output scales** (output = scale x raw linear output): identity, expression and albedo coefficients 1 (the
 models' coefficients are in units of their standard deviation, ~N(0, 1)); SH lighting 1 (an offset to the
@@ -31,23 +31,16 @@ Mixed precision: outputs are returned in float32 also under ``torch.autocast``; 
 """
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..face_model.base import NUM_PARTS
 from ..scene import FaceCoefficients
 from .backbones import build_backbone
-from .normalization import replace_batch_norm
+from .heads import POSE_PARAMETERS, coefficient_heads, coordinate_grid
 from .regressors import build_regressor
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..config import WorkbookConfig
-
-NUM_PARTS = 10
-LIGHTING_COEFFICIENTS = 27
 MASK_ENCODINGS = ("onehot", "label", "none")
 
 
@@ -57,39 +50,6 @@ def input_channels(mask_encoding: str) -> int:
     if mask_encoding not in extra:
         raise ValueError(f"unknown mask_encoding {mask_encoding!r}; choose one of {MASK_ENCODINGS}")
     return 3 + extra[mask_encoding]
-
-
-def coordinate_grid(images: torch.Tensor) -> torch.Tensor:
-    """Pixel-centre coordinates as two channels (x right, y down, both in [-1, 1]) shaped like ``images``
-    (..., C, H, W) -> (..., 2, H, W): "CoordConv" inputs, which let a trunk that ends in global average pooling
-    tell where in the image a feature is."""
-    H, W = images.shape[-2:]
-    y = (torch.arange(H, device=images.device, dtype=images.dtype) + 0.5) / H * 2.0 - 1.0
-    x = (torch.arange(W, device=images.device, dtype=images.dtype) + 0.5) / W * 2.0 - 1.0
-    grid = torch.stack(torch.meshgrid(x, y, indexing="xy"), dim=0)                          # (2, H, W)
-    return grid.expand(*images.shape[:-3], 2, H, W)
-
-
-def zero_heads(heads: nn.ModuleDict) -> None:
-    """Zero every head's weight and bias (the mean face, frontal, at the origin, for any input)."""
-    for head in heads.values():
-        nn.init.zeros_(head.weight)
-        nn.init.zeros_(head.bias)
-
-
-def coefficient_heads(features: int, identity: int, expression: int, albedo: int, views: int) -> nn.ModuleDict:
-    """Zero-initialised linear heads on a pooled feature (B, features): identity, expression, albedo, lighting (27)
-    shared, and ``angles`` / ``translation`` with ``views * 3`` outputs (one independent head per view)."""
-    heads = nn.ModuleDict({
-        "identity": nn.Linear(features, identity),
-        "expression": nn.Linear(features, expression),
-        "albedo": nn.Linear(features, albedo),
-        "lighting": nn.Linear(features, LIGHTING_COEFFICIENTS),
-        "angles": nn.Linear(features, views * 3),
-        "translation": nn.Linear(features, views * 3),
-    })
-    zero_heads(heads)
-    return heads
 
 
 class DFMVRNet(nn.Module):
@@ -112,7 +72,12 @@ class DFMVRNet(nn.Module):
     :class:`~dfmvr_lib.scene.FaceCoefficients` with identity (B, K_id), expression (B, K_exp), albedo (B, K_alb),
     lighting (B, 27), angles (B, S, 3) radians (pitch, yaw, roll), translation (B, S, 3) mm; all float32.
     ``parse_maps`` may be ``None`` when ``mask_encoding == "none"``. H, W divisible by 16.
+
+    ``per_view_faces`` is False: one face per sample, seen in all S views (compare
+    :class:`~dfmvr_lib.networks.single_image.SingleImageNet`).
     """
+
+    per_view_faces = False
 
     def __init__(self, backbone: str = "tri_unet", base_width: int = 64, regressor: str = "rednet50",
                  regressor_width: float = 1.0, mask_encoding: str = "onehot", fused_channels: int = 64,
@@ -135,11 +100,7 @@ class DFMVRNet(nn.Module):
                 raise ValueError(f"initial_yaws needs one yaw per view ({num_views}), got {tuple(initial_yaws)}")
             with torch.no_grad():
                 for view, yaw in enumerate(initial_yaws):
-                    self.heads["angles"].bias[view * 3 + 1] = float(yaw) / self.angle_scale
-
-    def reset_heads(self) -> None:
-        """Zero every head's weight and bias: the network then predicts the mean face, frontal, at the origin."""
-        zero_heads(self.heads)
+                    self.heads["angles"].bias[view * POSE_PARAMETERS + 1] = float(yaw) / self.angle_scale
 
     def encode_inputs(self, images: torch.Tensor, parse_maps: torch.Tensor | None) -> torch.Tensor:
         """(B, S, 3, H, W) in [0, 1] + (B, S, H, W) labels -> backbone input (B, S, C_in, H, W).
@@ -177,29 +138,10 @@ class DFMVRNet(nn.Module):
         return FaceCoefficients(
             identity=out["identity"], expression=out["expression"], albedo=out["albedo"],
             lighting=out["lighting"],
-            angles=out["angles"].reshape(B, S, 3) * self.angle_scale,
-            translation=out["translation"].reshape(B, S, 3) * self.translation_scale_mm,
+            angles=out["angles"].reshape(B, S, POSE_PARAMETERS) * self.angle_scale,
+            translation=out["translation"].reshape(B, S, POSE_PARAMETERS) * self.translation_scale_mm,
         )
 
 
-def build_network(config: "WorkbookConfig") -> nn.Module:
-    """:class:`DFMVRNet` from ``config.network`` and the component counts of ``config.face_model``; with
-    ``network.backbone == "single_image"`` the baselines' :class:`~dfmvr_lib.networks.single_image.SingleImageNet`
-    (one face per view); batch norms swapped per ``network.normalization``."""
-    network, face_model = config.network, config.face_model
-    if network.backbone == "single_image":
-        from .single_image import SingleImageNet
 
-        built = SingleImageNet(network.regressor, network.regressor_width, face_model.identity_components,
-                               face_model.expression_components, face_model.albedo_components,
-                               network.angle_scale, network.translation_scale_mm, network.coordinate_channels)
-        return replace_batch_norm(built, network.normalization)
-    return replace_batch_norm(DFMVRNet(
-        backbone=network.backbone, base_width=network.base_width, regressor=network.regressor,
-        regressor_width=network.regressor_width, mask_encoding=network.mask_encoding,
-        fused_channels=network.fused_channels, identity_components=face_model.identity_components,
-        expression_components=face_model.expression_components, albedo_components=face_model.albedo_components,
-        angle_scale=network.angle_scale, translation_scale_mm=network.translation_scale_mm,
-        initial_yaws=tuple(math.radians(y) for y in network.initial_view_yaws_degrees),
-        coordinate_channels=network.coordinate_channels,
-    ), network.normalization)
+__all__ = ["DFMVRNet", "MASK_ENCODINGS", "input_channels"]

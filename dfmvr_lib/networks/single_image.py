@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..scene import FaceCoefficients
-from .dfmvr import coefficient_heads, coordinate_grid
+from .heads import coefficient_heads, coordinate_grid
 from .regressors import build_regressor
 
 
@@ -30,6 +30,9 @@ class SingleImageNet(nn.Module):
     of B * S faces with one view each: identity (B*S, K_id), ..., angles (B*S, 1, 3), translation (B*S, 1, 3).
     The heads start at zero (mean face, frontal, at the origin), like :class:`DFMVRNet`. Parse maps are ignored
     (the baselines do not see face masks).
+
+    ``per_view_faces`` is True: B * S faces of one view each (:class:`~dfmvr_lib.networks.dfmvr.DFMVRNet` gives
+    B faces seen in S views).
     """
 
     per_view_faces = True

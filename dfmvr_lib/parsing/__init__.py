@@ -1,7 +1,7 @@
 """Face-parse network (spec section 1.1): BiSeNet with a ResNet-18 context path, 10 classes (docs/conventions.md).
 
 - :mod:`.bisenet`: the network (input RGB in [0, 1], ImageNet normalisation inside, logits at input resolution);
-- :mod:`.checkpoints`: import of the public 19-class CelebAMask-HQ checkpoints, merged to 10 classes;
+- :mod:`.pretrained`: import of the public 19-class CelebAMask-HQ checkpoints, merged to 10 classes;
 - :mod:`.training`: pretraining on the synthetic benchmark (resumable, reusable run directory);
 - :mod:`.evaluation`: per-class and mean IoU (optionally with test-time flip averaging);
 - :func:`frozen_parser` / :func:`parse_probabilities`: the frozen parser of the mask loss (gradient flows to the
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .bisenet import BiSeNet, NUM_CLASSES, build_parser
-from .checkpoints import FACE_PARSING_CLASSES, celebamask19_groups, load_face_parsing_checkpoint
+from .pretrained import FACE_PARSING_CLASSES, celebamask19_groups, load_face_parsing_checkpoint
 from .evaluation import (confusion_matrix, evaluate_parser, flip_averaged_probabilities, iou_table, mean_iou,
                          predict_labels)
 from .training import ParserRun, SyntheticParsingImages, load_run_model, pretrain_parser

@@ -1,7 +1,7 @@
 """BiSeNet face-parse network (ResNet-18 context path), the spec's parse net (section 1.1).
 
 Architecture (module names follow the public face-parsing.PyTorch model so that its 19-class CelebAMask-HQ
-checkpoints load with an identity key mapping, see :mod:`dfmvr_lib.parsing.checkpoints`):
+checkpoints load with an identity key mapping, see :mod:`dfmvr_lib.parsing.pretrained`):
 
 - ``cp`` (:class:`ContextPath`): ``cp.resnet`` a ResNet-18 trunk giving features at 1/8, 1/16 and 1/32;
   attention refinement modules ``cp.arm16`` (1/16) and ``cp.arm32`` (1/32); global average context
@@ -277,11 +277,6 @@ class BiSeNet(nn.Module):
             self.detail = DetailHead(num_classes, fuse, c[0], c[0], *self.detail_channels)
         self.channels_last = channels_last
 
-    @property
-    def num_outputs(self) -> int:
-        """Classes of the returned logits (after merging, when ``output_groups`` is set)."""
-        return len(self.output_groups) if self.output_groups is not None else self.num_classes
-
     def forward(self, images: torch.Tensor, merge: bool = True, aux: bool | None = None):
         """images (N, 3, H, W) in [0, 1] -> logits (N, C, H, W); with ``aux`` (default: ``self.training``)
         a tuple (main, aux16, aux32)."""
@@ -325,8 +320,8 @@ def build_parser(parser_config=None, num_classes: int = NUM_CLASSES) -> BiSeNet:
     if parser_config is None:
         return BiSeNet(num_classes)
     return BiSeNet(num_classes, width=parser_config.width, internal_scale=parser_config.internal_scale,
-                   refine=parser_config.refine, detail=getattr(parser_config, "detail", None) or None,
-                   channels_last=getattr(parser_config, "channels_last", False))
+                   refine=parser_config.refine, detail=parser_config.detail or None,
+                   channels_last=parser_config.channels_last)
 
 
 __all__ = ["BiSeNet", "ContextPath", "FeatureFusionModule", "AttentionRefinementModule", "BiSeNetOutput",

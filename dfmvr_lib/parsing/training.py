@@ -12,9 +12,9 @@ alone); ``ohem_fraction`` > 0 swaps the cross-entropy for face-parsing.PyTorch's
 bf16 (:mod:`dfmvr_lib.precision`: ``"auto"`` picks bf16 only on CPUs with native bf16; the losses are computed in
 float32), else in fp32.
 
-Run directory ``<runs_root>/<key>/`` (``runs_root`` defaults to ``<repository>/runs/parser``), ``key`` = hash of
-the parser config, image size, seed and the dataset settings (the benchmark's ``settings.json`` and the
-CelebAMask-HQ path):
+Run directory ``<runs_root>/<key>/`` (``runs_root`` defaults to ``<repository>/runs/parser``; :func:`parser_run_dir`),
+``key`` = hash of the parser config, image size, seed and the dataset settings (the benchmark's ``settings.json``
+and the CelebAMask-HQ path), through the workbook's one run lifecycle, :class:`dfmvr_lib.runs.ResumableRun`:
 
 - ``run.json``: what the key was computed from;
 - ``checkpoint.pt``: model, optimiser, step, metrics so far; written atomically every ``checkpoint_every`` steps;
@@ -37,35 +37,34 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from tqdm.auto import tqdm
 
-from ..config import WorkbookConfig
+from ..config import ParserConfig, WorkbookConfig
+from ..data.celebamask import CelebAMaskDataset
 from ..data.sample import VIEW_NAMES
 from ..data.synthetic import load_manifest
-from ..distributed import (barrier, local_slice, mean_over_ranks, rank_and_world, sync_batch_norm,
-                           wrap_model)
+from ..distributed import local_slice, mean_over_ranks, rank_and_world, sync_batch_norm, wrap_model
 from ..precision import autocast, precision_note, resolve_precision
 from ..provenance import REPOSITORY_ROOT
-from ..runs import done_record, read_dataset_settings, run_hash, save_torch, training_commits, write_csv, write_json
+from ..runs import (FINAL, METRICS, ResumableRun, keyed_run_dir, load_checkpoint_file, read_dataset_settings,
+                    run_hash, runs_dir)
 from .augment import augment_batch
 from .bisenet import BiSeNet, build_parser
 
-CHECKPOINT = "checkpoint.pt"
-FINAL = "final.pt"
-METRICS = "metrics.csv"
-DONE = "done.json"
-RUN_INFO = "run.json"
-
 
 def default_runs_root() -> Path:
-    return REPOSITORY_ROOT / "runs" / "parser"
+    """``<repository>/runs/parser``: where :func:`pretrain_parser` keys its runs when given no ``runs_root``."""
+    return runs_dir(REPOSITORY_ROOT, "parser")
 
 
 @dataclass
@@ -108,12 +107,24 @@ class SyntheticParsingImages:
         return self.images[indices].float() / 255.0, self.labels[indices]
 
 
-def run_key(config: WorkbookConfig, dataset_root: str | os.PathLike, celebamask_root=None) -> dict:
+def run_key(config: WorkbookConfig, dataset_root: str | os.PathLike, celebamask_root=None, *,
+            dataset_settings: Any = None) -> dict:
     """What identifies a run: parser config, the precision it resolves to here, image size, seed, the benchmark's
-    generator settings, CelebAMask path."""
-    settings = read_dataset_settings(dataset_root)
-    return {"parser": dataclasses.asdict(config.parser), "precision": resolve_precision(config.parser.precision), "image_size": config.image_size, "seed": config.seed,
-            "dataset_settings": settings, "celebamask_root": str(celebamask_root) if celebamask_root else None}
+    generator settings (``dataset_settings`` when given, e.g. recomputed from the configuration when the benchmark
+    folder is gone; else read from ``dataset_root``), CelebAMask path."""
+    settings = dataset_settings if dataset_settings is not None else read_dataset_settings(dataset_root)
+    return {"parser": dataclasses.asdict(config.parser), "precision": resolve_precision(config.parser.precision),
+            "image_size": config.image_size, "seed": config.seed, "dataset_settings": settings,
+            "celebamask_root": str(celebamask_root) if celebamask_root else None}
+
+
+def parser_run_dir(config: WorkbookConfig, dataset_root: str | os.PathLike, runs_root: str | os.PathLike | None = None,
+                   celebamask_root=None, *, dataset_settings: Any = None) -> Path:
+    """The keyed run directory :func:`pretrain_parser` trains ``config`` into (``<runs_root>/<run_hash(run_key)>``,
+    :func:`dfmvr_lib.runs.keyed_run_dir`; default ``runs_root`` :func:`default_runs_root`); computed, nothing read
+    besides the benchmark's ``settings.json``."""
+    key = run_key(config, dataset_root, celebamask_root, dataset_settings=dataset_settings)
+    return keyed_run_dir(runs_root if runs_root is not None else default_runs_root(), key)
 
 
 def learning_rate(parser_config, step: int) -> float:
@@ -142,8 +153,7 @@ def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float = 1.0)
     total = probabilities.sum(dim=(0, 2, 3)) + one_hot.sum(dim=(0, 2, 3))
     world = rank_and_world()[1]
     if world > 1 and torch.is_grad_enabled():
-        import warnings
-
+        # here: torch.distributed.nn is only needed (and only importable everywhere) on several processes
         from torch.distributed.nn.functional import all_reduce
 
         with warnings.catch_warnings():     # torch 2.13 deprecates it, but its suggested replacement has no autograd
@@ -197,13 +207,102 @@ def _celebamask_batch(dataset, count: int, generator: torch.Generator):
 
 def load_run_model(run_dir: str | os.PathLike) -> BiSeNet:
     """The model of a finished run directory (eval mode)."""
-    run_dir = Path(run_dir)
-    state = torch.load(run_dir / FINAL, map_location="cpu", weights_only=True)
+    state = load_checkpoint_file(Path(run_dir) / FINAL, "cpu", f"parser run's {FINAL}")
     model = BiSeNet(state["num_classes"], width=state["width"], internal_scale=state["internal_scale"],
                     refine=state.get("refine", False), detail=state.get("detail"),
                     channels_last=state.get("channels_last", False))
     model.load_state_dict(state["model"])
     return model.eval()
+
+
+@dataclass
+class _ParserTraining:
+    """What one :func:`pretrain_parser` call trains with: the parser config and seed, the model (``trained``: it,
+    or DistributedDataParallel around it), the optimiser, the train images (and CelebAMask-HQ), this rank's chunk
+    of each global batch (None in one process), the precision and the device."""
+
+    parser_config: ParserConfig
+    seed: int
+    model: BiSeNet
+    trained: torch.nn.Module
+    optimiser: torch.optim.Optimizer
+    data: Any
+    celeb: CelebAMaskDataset | None
+    part: slice | None
+    precision: str
+    device: str | torch.device
+
+
+def _parser_training(config: WorkbookConfig, run: ResumableRun, dataset_root, celebamask_root, images, device,
+                     progress: bool) -> tuple[_ParserTraining, list[dict]]:
+    """Build the model and optimiser (seeded by ``config.seed``), start ``run`` (``run.json``; the checkpoint's
+    model, optimiser and metric rows when it resumes) and load the data; returns the training and the rows so
+    far."""
+    parser_config = config.parser
+    world = rank_and_world()[1]
+    part = local_slice(parser_config.batch_size, "parser.batch_size") if world > 1 else None
+    precision = run.key["precision"]
+    if progress and run.main:
+        print(f"parser: {precision_note(parser_config.precision)}")
+    torch.manual_seed(config.seed)
+    model = sync_batch_norm(build_parser(parser_config).to(device), device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=parser_config.learning_rate,
+                                  weight_decay=parser_config.weight_decay)
+    state, rows = run.start(device), []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        rows = state["metrics"]
+    trained = wrap_model(model, device)         # DistributedDataParallel on several processes
+    data = images if images is not None else SyntheticParsingImages(dataset_root, "train")
+    celeb = CelebAMaskDataset(celebamask_root, image_size=config.image_size) if celebamask_root else None
+    return _ParserTraining(parser_config, config.seed, model, trained, optimiser, data, celeb, part, precision,
+                           device), rows
+
+
+def _parser_batch(training: _ParserTraining, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step ``step``'s batch, images (B, 3, H, W) in [0, 1] and labels (B, H, W), drawn and augmented from a
+    generator seeded by (seed, step): the global batch, then this rank's chunk, on the training device."""
+    parser_config = training.parser_config
+    generator = torch.Generator().manual_seed(training.seed * 1_000_003 + step)
+    count = parser_config.batch_size
+    n_celeb = int(round(count * parser_config.celebamask_fraction)) if training.celeb is not None else 0
+    images, labels = training.data.batch(torch.randint(len(training.data), (count - n_celeb,), generator=generator))
+    if n_celeb:
+        extra_images, extra_labels = _celebamask_batch(training.celeb, n_celeb, generator)
+        images = torch.cat([images, extra_images])
+        labels = torch.cat([labels, extra_labels])
+    if parser_config.augment:
+        images, labels = augment_batch(images, labels, generator)
+    if training.part is not None:        # the global batch with its draws as in one process, then this rank's chunk
+        images, labels = images[training.part], labels[training.part]
+    if torch.device(training.device).type != "cpu":
+        images, labels = images.to(training.device), labels.to(training.device)
+    return images, labels
+
+
+def _parser_step(training: _ParserTraining, step: int) -> tuple[float, float]:
+    """One optimiser step at ``step`` (0-based); returns (the loss averaged over the ranks, the learning rate)."""
+    parser_config = training.parser_config
+    images, labels = _parser_batch(training, step)
+    lr = learning_rate(parser_config, step)
+    for group in training.optimiser.param_groups:
+        group["lr"] = lr
+    with autocast(training.precision):
+        outputs = training.trained(images, aux=True)
+    loss = parser_loss(outputs, labels, parser_config.aux_weight, getattr(parser_config, "dice_weight", 0.0),
+                       getattr(parser_config, "ohem_fraction", 0.0))
+    training.optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    training.optimiser.step()
+    return mean_over_ranks({"loss": loss.item()})["loss"], lr
+
+
+def _final_state(model: BiSeNet) -> dict:
+    """What ``final.pt`` holds: the model state and what :func:`load_run_model` rebuilds the model from."""
+    return {"model": model.state_dict(), "num_classes": model.num_classes, "width": model.width,
+            "internal_scale": model.internal_scale, "refine": model.refine is not None,
+            "detail": model.detail_channels, "channels_last": model.channels_last}
 
 
 def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run_dir: str | os.PathLike | None = None,
@@ -225,113 +324,41 @@ def pretrain_parser(config: WorkbookConfig, dataset_root: str | os.PathLike, run
         images: preloaded train images (skips reading the benchmark).
         device: training device (the run key does not depend on it).
     """
-    from tqdm.auto import tqdm
-
     parser_config = config.parser
-    key = run_key(config, dataset_root, celebamask_root)
-    if run_dir is None:
-        run_dir = Path(runs_root) if runs_root is not None else default_runs_root()
-        run_dir = run_dir / run_hash(key)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if (run_dir / DONE).is_file() and (run_dir / FINAL).is_file():
-        metrics = pd.read_csv(run_dir / METRICS) if (run_dir / METRICS).is_file() else pd.DataFrame()
-        return ParserRun(run_dir, load_run_model(run_dir), metrics, reused=True, resumed_from=parser_config.steps,
-                         seconds=0.0)
-    rank, world = rank_and_world()
-    part = local_slice(parser_config.batch_size, "parser.batch_size") if world > 1 else None
-    main = rank == 0
-    if main:
-        write_json(key, run_dir / RUN_INFO)
-    precision = key["precision"]
-    if progress and main:
-        print(f"parser: {precision_note(parser_config.precision)}")
-
-    torch.manual_seed(config.seed)
-    model = build_parser(parser_config).to(device)
-    model = sync_batch_norm(model, device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=parser_config.learning_rate,
-                                  weight_decay=parser_config.weight_decay)
-    start, rows, seconds_before, state = 0, [], 0.0, None
-    if (run_dir / CHECKPOINT).is_file():
-        state = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        start, rows = state["step"], state["metrics"]
-        seconds_before = rows[-1]["seconds"] if rows else 0.0
-    commits = training_commits(state.get("git_commits") if state else None, resumed=state is not None)
-    trained = wrap_model(model, device)         # DistributedDataParallel on several processes
-    data = images if images is not None else SyntheticParsingImages(dataset_root, "train")
-    celeb = None
-    if celebamask_root:
-        from ..data.celebamask import CelebAMaskDataset
-        celeb = CelebAMaskDataset(celebamask_root, image_size=config.image_size)
-
-    def checkpoint(step: int) -> None:
-        if not main:
-            barrier()
-            return
-        save_torch({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
-                     "metrics": rows, "git_commits": commits}, run_dir / CHECKPOINT)
-        write_csv(rows, run_dir / METRICS, METRIC_COLUMNS)
-        barrier()
-
+    run = ResumableRun.open(run_key(config, dataset_root, celebamask_root),
+                            runs_root if runs_root is not None else default_runs_root(), run_dir, kind="parser")
+    if run.finished:
+        return ParserRun(run.run_dir, load_run_model(run.run_dir), run.read_table(METRICS), reused=True,
+                         resumed_from=parser_config.steps, seconds=0.0)
+    training, rows = _parser_training(config, run, dataset_root, celebamask_root, images, device, progress)
+    model, start = training.model, run.resumed_from
+    seconds_before = rows[-1]["seconds"] if rows else 0.0
     model.train()
     began = time.perf_counter()
     bar = tqdm(range(start, parser_config.steps), initial=start, total=parser_config.steps, desc="parser",
-               disable=not (progress and main))
+               disable=not (progress and run.main))
     done_here = 0
     for step in bar:
         if stop_after is not None and done_here >= stop_after:
             bar.close()
-            return ParserRun(run_dir, model.eval(), pd.DataFrame(rows), reused=False, resumed_from=start,
+            return ParserRun(run.run_dir, model.eval(), pd.DataFrame(rows), reused=False, resumed_from=start,
                              seconds=time.perf_counter() - began, finished=False)
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-        count = parser_config.batch_size
-        n_celeb = int(round(count * parser_config.celebamask_fraction)) if celeb is not None else 0
-        images_batch, labels = data.batch(torch.randint(len(data), (count - n_celeb,), generator=generator))
-        if n_celeb:
-            extra_images, extra_labels = _celebamask_batch(celeb, n_celeb, generator)
-            images_batch = torch.cat([images_batch, extra_images])
-            labels = torch.cat([labels, extra_labels])
-        if parser_config.augment:
-            images_batch, labels = augment_batch(images_batch, labels, generator)
-        if part is not None:        # the global batch with its draws as in one process, then this rank's chunk
-            images_batch, labels = images_batch[part], labels[part]
-        if torch.device(device).type != "cpu":
-            images_batch, labels = images_batch.to(device), labels.to(device)
-        lr = learning_rate(parser_config, step)
-        for group in optimiser.param_groups:
-            group["lr"] = lr
-        with autocast(precision):
-            outputs = trained(images_batch, aux=True)
-        loss = parser_loss(outputs, labels, parser_config.aux_weight, getattr(parser_config, "dice_weight", 0.0),
-                           getattr(parser_config, "ohem_fraction", 0.0))
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        loss_value, lr = _parser_step(training, step)
         done_here += 1
-        loss_value = mean_over_ranks({"loss": loss.item()})["loss"]
         rows.append({"step": step + 1, "loss": loss_value, "lr": lr,
                      "seconds": seconds_before + time.perf_counter() - began})
         bar.set_postfix(loss=f"{loss_value:.3f}")
         if (step + 1) % parser_config.checkpoint_every == 0 or step + 1 == parser_config.steps:
-            checkpoint(step + 1)
+            run.save_checkpoint({"model": model.state_dict(), "optimiser": training.optimiser.state_dict(),
+                                 "step": step + 1, "metrics": rows}, {METRICS: (rows, METRIC_COLUMNS)})
     bar.close()
     model.eval()
-    if not main:
-        barrier()
-        return ParserRun(run_dir, model, pd.DataFrame(rows, columns=list(METRIC_COLUMNS)), reused=False,
-                         resumed_from=start, seconds=time.perf_counter() - began)
-    save_torch({"model": model.state_dict(), "num_classes": model.num_classes, "width": model.width,
-                 "internal_scale": model.internal_scale, "refine": model.refine is not None,
-                 "detail": model.detail_channels, "channels_last": model.channels_last}, run_dir / FINAL)
-    metrics = write_csv(rows, run_dir / METRICS, METRIC_COLUMNS)
-    write_json(done_record(parser_config.steps, rows[-1]["seconds"] if rows else 0.0, commits), run_dir / DONE)
-    barrier()
-    return ParserRun(run_dir, model, metrics, reused=False, resumed_from=start,
+    tables = run.finish(_final_state(model), {METRICS: (rows, METRIC_COLUMNS)}, parser_config.steps,
+                        rows[-1]["seconds"] if rows else 0.0)
+    return ParserRun(run.run_dir, model, tables[METRICS], reused=False, resumed_from=start,
                      seconds=time.perf_counter() - began)
 
 
-__all__ = ["ParserRun", "SyntheticParsingImages", "learning_rate", "load_run_model", "ohem_cross_entropy",
-           "parser_loss", "pretrain_parser", "run_hash", "run_key", "default_runs_root", "soft_dice_loss"]
+__all__ = ["ParserRun", "SyntheticParsingImages", "default_runs_root", "learning_rate", "load_run_model",
+           "ohem_cross_entropy", "parser_loss", "parser_run_dir", "pretrain_parser", "run_hash", "run_key",
+           "soft_dice_loss"]

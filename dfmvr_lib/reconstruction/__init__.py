@@ -1,8 +1,8 @@
 """Reconstruct your own photos with a trained DF-MVR run (the library behind ``dfmvr reconstruct`` and notebook 09).
 
-- :mod:`.checkpoints`: the profile's default run (found by its run key, never trained here) or a named run directory,
+- :mod:`.reconstructor`: the profile's default run (found by its run key, never trained here) or a named run directory,
   loaded with its frozen face parser;
-- :mod:`.inputs`: files -> views (left, front, right; missing views black as in single-view training), photo
+- :mod:`.photo_inputs`: files -> views (left, front, right; missing views black as in single-view training), photo
   preparation with the parser's labels, consistency checks between the views;
 - :mod:`.fitting`: multi-view test-time refinement of the coefficients (the training losses, re-weighted for photos);
 - :mod:`.held_out`: the held-out-view landmark error, a measure of the shape on real photos without a scan;
@@ -21,12 +21,12 @@ import importlib
 from .defaults import COLOUR_MODES, DEFAULT_REFINE_STEPS
 
 _EXPORTS = {
-    "checkpoints": ("CheckpointNotFound", "Reconstructor", "default_checkpoint", "default_runs", "load_reconstructor",
+    "reconstructor": ("CheckpointNotFound", "Reconstructor", "default_checkpoint", "default_runs", "load_reconstructor",
                     "parser_run_of"),
     "export": ("OutputPaths", "staged_outputs", "write_mesh"),
     "fitting": ("RefinementResult", "RefinementSettings", "fitting_loss", "refine_reconstruction"),
     "held_out": ("held_out_photo_errors", "held_out_view_errors", "summarise_held_out"),
-    "inputs": ("InputError", "ParserLabels", "PreparedViews", "VIEW_NAMES", "assign_views", "photo_triplets",
+    "photo_inputs": ("InputError", "ParserLabels", "PreparedViews", "VIEW_NAMES", "assign_views", "photo_triplets",
                "prepare_views", "view_consistency_warnings", "views_batch"),
     "pipeline": ("PhotoReconstruction", "TripletReconstruction", "evaluate_against_mesh", "overlay_figure",
                  "photo_preparer", "reconstruct_photos", "reconstruct_triplet", "save_reconstruction"),

@@ -34,6 +34,9 @@ from ..camera import PerspectiveCamera, apply_pose
 from ..face_model.base import MorphableModel
 from ..scene import FaceCoefficients
 from ..training.data import TrainingBatch
+from ..training.forward import reconstruct
+from .fitting import refine_reconstruction
+from .photo_inputs import prepare_views
 
 HELD_OUT_LANDMARKS = tuple(range(17, 68))
 """0-based iBUG indices of the held-out measure: the 51 inner landmarks (the jaw line 0-16 is a silhouette)."""
@@ -126,7 +129,6 @@ def held_out_view_errors(model: MorphableModel, camera: PerspectiveCamera, netwo
         one row per (sample, held-out view, reconstruction): ``sample``, ``held_out_view``, ``reconstruction``
         (``"mean face"``, ``"network"``, ``"refined N"``), ``steps``, ``held_out_px``.
     """
-    from .fitting import refine_reconstruction
 
     B, S = targets.view_weight.shape
     views = range(S) if views is None else views
@@ -173,8 +175,6 @@ def held_out_photo_errors(reconstructor, groups, preparer, *, refine_steps: Sequ
     Rows carry ``triplet`` (the front photo's folder and stem)."""
     from pathlib import Path
 
-    from ..training.forward import reconstruct
-    from .inputs import prepare_views
 
     names, batches = [], []
     for group in groups:
@@ -198,5 +198,5 @@ def held_out_photo_errors(reconstructor, groups, preparer, *, refine_steps: Sequ
     return table
 
 
-__all__ = ["HELD_OUT_LANDMARKS", "REFERENCE_CROP_PX", "fit_pose_to_landmarks", "held_out_photo_errors", "held_out_residual",
-           "held_out_view_errors", "summarise_held_out"]
+__all__ = ["HELD_OUT_LANDMARKS", "REFERENCE_CROP_PX", "fit_pose_to_landmarks", "held_out_photo_errors",
+           "held_out_residual", "held_out_view_errors", "summarise_held_out"]

@@ -11,14 +11,23 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..data.photo_crop import alignment_template
+from ..data.photos import PhotoPreparer, load_photo
+from ..evaluation import evaluate_reconstruction
+from ..face_model import PART_NAMES
+from ..face_model.albedo_range import albedo_in_range
 from ..provenance import provenance
 from ..scene import FaceCoefficients, FaceRender
 from ..training.data import TrainingBatch
-from .checkpoints import Reconstructor
+from ..training.figures import prediction_figure
+from ..training.forward import reconstruct
 from .defaults import COLOUR_MODES
 from .export import OutputPaths, coefficient_arrays, staged_outputs, write_json, write_mesh
 from .fitting import RefinementResult, RefinementSettings, refine_reconstruction
-from .inputs import VIEW_NAMES, PreparedViews, prepare_views, view_consistency_warnings
+from .held_out import held_out_residual
+from .photo_inputs import VIEW_NAMES, ParserLabels, PreparedViews, prepare_views, view_consistency_warnings
+from .reconstructor import Reconstructor
+from .texture import photo_vertex_colours
 
 
 
@@ -57,7 +66,6 @@ def plausibility_check(model, camera, coefficients: FaceCoefficients, targets: T
     pose alone is fitted to its detected landmarks (the 51 inner ones, :func:`~.held_out.held_out_residual`) with
     the predicted shape and with the mean shape. Returns ``{"network_px", "mean_face_px"}`` (mean over the views and
     triplets, pixels of a 224-px crop) and ``"plausible"`` (the network's shape is not worse)."""
-    from .held_out import held_out_residual
 
     mean_face = coefficients.with_mean_shape()
     network, reference = [], []
@@ -91,7 +99,6 @@ def reconstruct_triplet(reconstructor: Reconstructor, targets: TrainingBatch, re
     """
     import warnings
 
-    from ..training.forward import reconstruct
 
     if start not in ("network", "mean face", "auto"):
         raise ValueError(f"start must be 'network', 'mean face' or 'auto', got {start!r}")
@@ -104,7 +111,8 @@ def reconstruct_triplet(reconstructor: Reconstructor, targets: TrainingBatch, re
         check = plausibility_check(reconstructor.model, reconstructor.camera, network, targets)
         if not check["plausible"]:
             warnings.warn(f"the network's shape explains the photos' landmarks worse than the mean face "
-                          f"({check['network_px']:.2f} px against {check['mean_face_px']:.2f} px at 224 px, each view's "
+                          f"({check['network_px']:.2f} px against {check['mean_face_px']:.2f} px at 224 px, "
+                          "each view's "
                           f"pose fitted): the refinement starts from the mean face", PlausibilityWarning, stacklevel=2)
         start = "network" if check["plausible"] else "mean face"
     initial = network if start == "network" else network.with_mean_shape()
@@ -124,9 +132,6 @@ def photo_preparer(reconstructor: Reconstructor, detector=None, *, use_parser: b
     """The photo pipeline that matches a trained run: crops aligned to its face model at its image size, part labels
     from its frozen parser (``use_parser`` and a parser present; else landmark polygons), ``detector`` (default: the
     workbook's default detector), photos cached under ``cache_dir`` (None: no cache)."""
-    from ..data.alignment import alignment_template
-    from ..data.photos import PhotoPreparer
-    from .inputs import ParserLabels
 
     provider = (ParserLabels(reconstructor.parser, reconstructor.parser_run_dir.name)
                 if use_parser and reconstructor.parser is not None else None)
@@ -152,8 +157,8 @@ def reconstruct_photos(reconstructor: Reconstructor, files: Sequence[Path | None
     (:func:`photo_preparer`), check that they look like one person, then :func:`reconstruct_triplet` with
     ``refine_steps`` and ``start`` (default ``"auto"``: from the mean face when the network's shape fails
     :func:`plausibility_check`; that is then one of the returned warnings). ``progress``: callable receiving one
-    message per photo; ``show_progress``: tqdm bar of the refinement. Raises :class:`~.inputs.InputError` naming the
-    file when a photo cannot be used."""
+    message per photo; ``show_progress``: tqdm bar of the refinement. Raises :class:`~.photo_inputs.InputError` naming
+    the file when a photo cannot be used."""
     import warnings as python_warnings
 
     prepared = prepare_views(files, preparer, progress=progress)
@@ -180,7 +185,6 @@ def reconstruct_photos(reconstructor: Reconstructor, files: Sequence[Path | None
 def albedo_range_record(model, coefficients: FaceCoefficients, sample: int = 0) -> dict:
     """Region -> ``{"rgb", "distance", "limit", "inside"}`` of the albedo of face ``sample``
     (:func:`~dfmvr_lib.face_model.albedo_range.albedo_in_range`, the model prior's 99 % range)."""
-    from ..face_model.albedo_range import albedo_in_range
 
     table = albedo_in_range(model, coefficients.albedo[sample])
     return {row.region: {"rgb": [round(row.r, 4), round(row.g, 4), round(row.b, 4)],
@@ -197,8 +201,6 @@ def vertex_colours(reconstructor: Reconstructor, result: TripletReconstruction, 
     if mode == "shaded":
         colours = result.render.colours[sample]
     elif mode == "photo":
-        from ..data.photos import load_photo
-        from .texture import photo_vertex_colours
 
         if photos is None or all(photo is None for photo in photos):
             raise ValueError("colours='photo' needs the prepared photos (photos=...)")
@@ -220,7 +222,6 @@ def overlay_figure(result: TripletReconstruction, targets: TrainingBatch, view_n
     """:func:`dfmvr_lib.training.figures.prediction_figure` of one triplet: the inputs, the render pasted over
     them, and the render with the predicted landmarks (red) and the input's landmarks (green; none for a view that
     was not given)."""
-    from ..training.figures import prediction_figure
 
     S = targets.images.shape[1]
     frames = slice(sample * S, (sample + 1) * S)
@@ -245,7 +246,7 @@ def save_reconstruction(reconstructor: Reconstructor, result: TripletReconstruct
     files, run directories, fitting losses, warnings and provenance) and NPZ (arrays: the final and the network's
     coefficients, detected and predicted 2D landmarks); the overlay PNG (:func:`overlay_figure`).
 
-    ``photos``: the prepared photos of the views (:attr:`~.inputs.PreparedViews.photos`), needed by
+    ``photos``: the prepared photos of the views (:attr:`~.photo_inputs.PreparedViews.photos`), needed by
     ``colours="photo"``.
 
     Returns:
@@ -324,8 +325,6 @@ def evaluate_against_mesh(model, vertices: torch.Tensor, gt_vertices, gt_triangl
     Returns:
         :class:`~dfmvr_lib.evaluation.ReconstructionError` (``region_errors`` filled for model-topology meshes).
     """
-    from ..evaluation import evaluate_reconstruction
-    from ..face_model import PART_NAMES
 
     gt_vertices = np.asarray(gt_vertices, dtype=np.float64)
     same_topology = gt_vertices.shape[0] == model.num_vertices
@@ -341,5 +340,5 @@ def evaluate_against_mesh(model, vertices: torch.Tensor, gt_vertices, gt_triangl
                                    np.asarray(gt_landmarks_7, dtype=np.float64), gt_region_labels=regions)
 
 
-__all__ = ["COLOUR_MODES", "PlausibilityWarning", "TripletReconstruction", "albedo_range_record", "plausibility_check", "evaluate_against_mesh", "overlay_figure", "reconstruct_triplet",
-           "save_reconstruction", "vertex_colours"]
+__all__ = ["COLOUR_MODES", "PlausibilityWarning", "TripletReconstruction", "albedo_range_record", "plausibility_check",
+           "evaluate_against_mesh", "overlay_figure", "reconstruct_triplet", "save_reconstruction", "vertex_colours"]

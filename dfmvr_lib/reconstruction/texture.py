@@ -13,7 +13,7 @@ Every vertex takes the colour of the photos that see it, blended by how squarely
    shaded model colour).
 
 Pixel conventions are those of docs/conventions.md (origin at the top-left corner, pixel centres at +0.5), shared
-by the camera, the crop's affine and :func:`dfmvr_lib.data.alignment.warp_affine`.
+by the camera, the crop's affine and :func:`dfmvr_lib.data.photo_crop.warp_affine`.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..camera import PerspectiveCamera, euler_to_rotation
-from ..data.alignment import invert_affine
+from ..data.photo_crop import invert_affine
 from ..face_model.base import MorphableModel
 from ..scene import FaceCoefficients, FaceRender
 

@@ -16,6 +16,7 @@ from ..camera import PerspectiveCamera
 from ..face_model.base import MorphableModel
 from ..plots import to_numpy_image
 from ..scene import FaceCoefficients, render_faces
+from .photo_inputs import photo_triplets
 
 
 def posed_coefficients(coefficients: FaceCoefficients, yaws_degrees: Sequence[float], pitch_degrees: float = 0.0,
@@ -95,12 +96,11 @@ def coefficient_explorer(model: MorphableModel, coefficients: FaceCoefficients, 
 
 def triplet_chooser(folder: str, on_choose: Callable[[object], None]):
     """An ipywidgets panel to pick photos: a folder (Text) with a "find photos" button that lists its triplets
-    (:func:`~dfmvr_lib.reconstruction.inputs.photo_triplets`, also one level down) in a Dropdown, and a
+    (:func:`~dfmvr_lib.reconstruction.photo_inputs.photo_triplets`, also one level down) in a Dropdown, and a
     "reconstruct" button that calls ``on_choose(group)`` with the chosen
     :class:`~dfmvr_lib.data.photos.PhotoGroup`, its output shown below the buttons."""
     import ipywidgets as widgets
 
-    from .inputs import photo_triplets
 
     path = widgets.Text(value=str(folder or ""), description="folder", layout=widgets.Layout(width="60%"))
     find = widgets.Button(description="find photos")

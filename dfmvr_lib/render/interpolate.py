@@ -27,7 +27,7 @@ import numba
 import numpy as np
 import torch
 
-from .rasterize import default_bands
+from .rasterize import band_task, default_bands
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -131,10 +131,8 @@ def _backward_kernel(screen, colours, triangles, triangle_ids, n_bands,
     n_views, height, width = triangle_ids.shape
     n_channels = colours.shape[2]
     for task in numba.prange(n_views * n_bands):
-        n = task // n_bands
-        band = task % n_bands
-        row0 = (band * height) // n_bands
-        row1 = ((band + 1) * height) // n_bands
+        n, row0, row1 = band_task(task, n_bands, height)
+        band = task % n_bands                                # the band's own gradient accumulator
         for i in range(row0, row1):
             py = i + 0.5
             for j in range(width):

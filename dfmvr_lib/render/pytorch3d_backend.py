@@ -26,6 +26,7 @@ from .rasterize import NEAR_DEPTH_MM
 
 
 def _import_pytorch3d():
+    # pytorch3d is optional (and not installed on most machines): imported only when its backend is used
     try:
         from pytorch3d.renderer import MeshRasterizer, PerspectiveCameras, RasterizationSettings
         from pytorch3d.structures import Meshes

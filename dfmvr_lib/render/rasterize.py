@@ -60,6 +60,14 @@ def screen_vertices(vertices: torch.Tensor, camera: PerspectiveCamera) -> torch.
 # ----------------------------------------------------------------------------------------------------------------
 # numba backend
 # ----------------------------------------------------------------------------------------------------------------
+@numba.njit(inline="always", cache=True)
+def band_task(task, n_bands, height):
+    """The work item ``task`` of a kernel that splits each of the views into ``n_bands`` bands of rows:
+    (view, first row, one past the last row); tasks run view-major, band by band."""
+    band = task % n_bands
+    return task // n_bands, (band * height) // n_bands, ((band + 1) * height) // n_bands
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _rasterize_kernel(screen, triangles, height, width, n_bands, near, min_area, triangle_ids):
     """screen (N,V,3) float, triangles (F,3) int; fills every pixel of triangle_ids (N,H,W) int64 (-1 uncovered).
@@ -69,10 +77,7 @@ def _rasterize_kernel(screen, triangles, height, width, n_bands, near, min_area,
     n_views = screen.shape[0]
     n_tris = triangles.shape[0]
     for task in numba.prange(n_views * n_bands):
-        n = task // n_bands
-        band = task % n_bands
-        row0 = (band * height) // n_bands
-        row1 = ((band + 1) * height) // n_bands
+        n, row0, row1 = band_task(task, n_bands, height)
         if row1 <= row0:
             continue
         zbuffer = np.full((row1 - row0, width), np.inf, dtype=np.float32)
@@ -199,27 +204,10 @@ def rasterize_torch(screen: torch.Tensor, triangles: torch.Tensor, image_size: i
     if N == 0 or F == 0:
         return torch.full((N, H, W), -1, dtype=torch.int64, device=device)
     with torch.no_grad():
-        corners = screen.detach()[:, triangles.to(device)].to(torch.float64)  # (N, F, 3 corners, 3)
-        u, v, d = corners[..., 0], corners[..., 1], corners[..., 2]
-        area = (u[..., 1] - u[..., 0]) * (v[..., 2] - v[..., 0]) - (v[..., 1] - v[..., 0]) * (u[..., 2] - u[..., 0])
-        valid = (d > NEAR_DEPTH_MM).all(-1) & (area.abs() > MIN_AREA_PX2)
-        umin, umax = u.amin(-1), u.amax(-1)
-        vmin, vmax = v.amin(-1), v.amax(-1)
-        valid &= (umax >= 0.5) & (umin <= W - 0.5) & (vmax >= 0.5) & (vmin <= H - 0.5)
-        jmin = torch.ceil((umin - 0.5).clamp(min=0.0)).nan_to_num(0.0).long()
-        jmax = torch.floor((umax - 0.5).clamp(max=W - 1.0)).nan_to_num(-1.0).long()
-        imin = torch.ceil((vmin - 0.5).clamp(min=0.0)).nan_to_num(0.0).long()
-        imax = torch.floor((vmax - 0.5).clamp(max=H - 1.0)).nan_to_num(-1.0).long()
-        widths = (jmax - jmin + 1).clamp(min=0)
-        counts = torch.where(valid, widths * (imax - imin + 1).clamp(min=0), torch.zeros_like(widths)).reshape(-1)
-        flat = counts.nonzero().squeeze(1)  # ids into N * F of triangles with candidate pixels
-        if flat.numel() == 0:
+        tables = _candidate_tables(screen.detach(), triangles.to(device), H, W)
+        if tables is None:
             return torch.full((N, H, W), -1, dtype=torch.int64, device=device)
-        # Compact per-triangle tables, so that each chunk needs one float and one integer gather.
-        reals = torch.cat([u, v, 1.0 / d, area.unsqueeze(-1)], -1).reshape(N * F, 10)[flat]
-        ints = torch.stack([jmin.reshape(-1)[flat], imin.reshape(-1)[flat], widths.reshape(-1)[flat],
-                            flat // F, flat % F], 1)
-        flat_counts = counts[flat]
+        reals, ints, flat_counts = tables
         cumulative = torch.cumsum(flat_counts, 0)
         total = int(cumulative[-1])
         start = 0
@@ -229,29 +217,78 @@ def rasterize_torch(screen: torch.Tensor, triangles: torch.Tensor, image_size: i
             stop = start + max_candidates
             t1 = int(torch.searchsorted(cumulative, torch.tensor(stop, device=device), right=True))
             t1 = max(t1, t0 + 1)
-            sel_counts = flat_counts[t0:t1]
-            owner = torch.repeat_interleave(torch.arange(t0, t1, device=device), sel_counts)
-            first = torch.cumsum(sel_counts, 0) - sel_counts
-            local = torch.arange(owner.numel(), device=device) - first[owner - t0]
-            tri_reals = reals[owner]
-            tri_ints = ints[owner]
-            w = tri_ints[:, 2]
-            j = tri_ints[:, 0] + local % w
-            i = tri_ints[:, 1] + local // w
-            n_idx, f_idx = tri_ints[:, 3], tri_ints[:, 4]
-            a = tri_reals[:, 0:3] - (j.to(torch.float64) + 0.5).unsqueeze(1)
-            c = tri_reals[:, 3:6] - (i.to(torch.float64) + 0.5).unsqueeze(1)
-            e = torch.stack([a[:, 1] * c[:, 2] - c[:, 1] * a[:, 2],
-                             a[:, 2] * c[:, 0] - c[:, 2] * a[:, 0],
-                             a[:, 0] * c[:, 1] - c[:, 0] * a[:, 1]], 1)
-            tri_area = tri_reals[:, 9]
-            inside = torch.where((tri_area > 0).unsqueeze(1), e >= 0, e <= 0).all(1)
-            k = e * tri_reals[:, 6:9]
-            z = tri_area / (k[:, 0] + k[:, 1] + k[:, 2])  # same operations and order as the numba kernel
-            z_bits = z.to(torch.float32).view(torch.int32).to(torch.int64)
-            key = (z_bits << 32) | f_idx
-            pixel = (n_idx * H + i) * W + j
-            keys.scatter_reduce_(0, pixel[inside], key[inside], reduce="amin", include_self=True)
+            _reduce_candidates(keys, reals, ints, flat_counts, t0, t1, H, W)
             start = int(cumulative[t1 - 1])
     triangle_ids = torch.where(keys == sentinel, torch.full_like(keys, -1), keys & 0xFFFFFFFF)
     return triangle_ids.reshape(N, H, W)
+
+
+def _candidate_tables(screen: torch.Tensor, triangles: torch.Tensor, height: int, width: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The triangles of every view that have candidate pixels, as compact tables for :func:`rasterize_torch`.
+
+    Args:
+        screen: (N, V, 3) screen vertices ``(u, v, d)`` (no gradient needed).
+        triangles: (F, 3) long, on ``screen``'s device.
+        height, width: image size in pixels.
+    Returns:
+        None when no triangle has a candidate pixel, else ``(reals, ints, counts)`` with one row per such
+        (view, triangle) pair, in ``view * F + triangle`` order: ``reals`` (T, 10) float64 = the corners' ``u`` (3),
+        ``v`` (3), ``1 / d`` (3) and the signed doubled area; ``ints`` (T, 5) long = first column and row of the
+        clipped bounding box, its width in pixels, the view, the triangle id; ``counts`` (T,) long = candidate
+        pixels (bounding-box area). Skipped (no row): near or degenerate triangles, boxes off the image.
+    """
+    N, F = screen.shape[0], triangles.shape[0]
+    H, W = height, width
+    corners = screen[:, triangles].to(torch.float64)  # (N, F, 3 corners, 3)
+    u, v, d = corners[..., 0], corners[..., 1], corners[..., 2]
+    area = (u[..., 1] - u[..., 0]) * (v[..., 2] - v[..., 0]) - (v[..., 1] - v[..., 0]) * (u[..., 2] - u[..., 0])
+    valid = (d > NEAR_DEPTH_MM).all(-1) & (area.abs() > MIN_AREA_PX2)
+    umin, umax = u.amin(-1), u.amax(-1)
+    vmin, vmax = v.amin(-1), v.amax(-1)
+    valid &= (umax >= 0.5) & (umin <= W - 0.5) & (vmax >= 0.5) & (vmin <= H - 0.5)
+    jmin = torch.ceil((umin - 0.5).clamp(min=0.0)).nan_to_num(0.0).long()
+    jmax = torch.floor((umax - 0.5).clamp(max=W - 1.0)).nan_to_num(-1.0).long()
+    imin = torch.ceil((vmin - 0.5).clamp(min=0.0)).nan_to_num(0.0).long()
+    imax = torch.floor((vmax - 0.5).clamp(max=H - 1.0)).nan_to_num(-1.0).long()
+    widths = (jmax - jmin + 1).clamp(min=0)
+    counts = torch.where(valid, widths * (imax - imin + 1).clamp(min=0), torch.zeros_like(widths)).reshape(-1)
+    flat = counts.nonzero().squeeze(1)  # ids into N * F of triangles with candidate pixels
+    if flat.numel() == 0:
+        return None
+    # Compact per-triangle tables, so that each chunk needs one float and one integer gather.
+    reals = torch.cat([u, v, 1.0 / d, area.unsqueeze(-1)], -1).reshape(N * F, 10)[flat]
+    ints = torch.stack([jmin.reshape(-1)[flat], imin.reshape(-1)[flat], widths.reshape(-1)[flat],
+                        flat // F, flat % F], 1)
+    return reals, ints, counts[flat]
+
+
+def _reduce_candidates(keys: torch.Tensor, reals: torch.Tensor, ints: torch.Tensor, counts: torch.Tensor,
+                       t0: int, t1: int, height: int, width: int) -> None:
+    """Test the candidate pixels of table rows ``[t0, t1)`` (:func:`_candidate_tables`) and fold the covered ones
+    into ``keys`` ((N * H * W,) int64 packed ``(float32 depth bits << 32) | triangle id``, in place, ``amin``)."""
+    H, W = height, width
+    device = keys.device
+    sel_counts = counts[t0:t1]
+    owner = torch.repeat_interleave(torch.arange(t0, t1, device=device), sel_counts)
+    first = torch.cumsum(sel_counts, 0) - sel_counts
+    local = torch.arange(owner.numel(), device=device) - first[owner - t0]
+    tri_reals = reals[owner]
+    tri_ints = ints[owner]
+    w = tri_ints[:, 2]
+    j = tri_ints[:, 0] + local % w
+    i = tri_ints[:, 1] + local // w
+    n_idx, f_idx = tri_ints[:, 3], tri_ints[:, 4]
+    a = tri_reals[:, 0:3] - (j.to(torch.float64) + 0.5).unsqueeze(1)
+    c = tri_reals[:, 3:6] - (i.to(torch.float64) + 0.5).unsqueeze(1)
+    e = torch.stack([a[:, 1] * c[:, 2] - c[:, 1] * a[:, 2],
+                     a[:, 2] * c[:, 0] - c[:, 2] * a[:, 0],
+                     a[:, 0] * c[:, 1] - c[:, 0] * a[:, 1]], 1)
+    tri_area = tri_reals[:, 9]
+    inside = torch.where((tri_area > 0).unsqueeze(1), e >= 0, e <= 0).all(1)
+    k = e * tri_reals[:, 6:9]
+    z = tri_area / (k[:, 0] + k[:, 1] + k[:, 2])  # same operations and order as the numba kernel
+    z_bits = z.to(torch.float32).view(torch.int32).to(torch.int64)
+    key = (z_bits << 32) | f_idx
+    pixel = (n_idx * H + i) * W + j
+    keys.scatter_reduce_(0, pixel[inside], key[inside], reduce="amin", include_self=True)

@@ -19,6 +19,7 @@ import torch
 
 from ..camera import PerspectiveCamera
 from .interpolate import interpolate_numba, interpolate_torch
+from .pytorch3d_backend import rasterize_pytorch3d
 from .rasterize import rasterize_numba, rasterize_torch, screen_vertices
 
 BACKENDS = ("auto", "numba", "torch", "pytorch3d")
@@ -120,7 +121,6 @@ def render_views(vertices: torch.Tensor, triangles: torch.Tensor, vertex_colours
     bg = _background(background, N, C, size, size, dtype, device)
 
     if backend == "pytorch3d":
-        from .pytorch3d_backend import rasterize_pytorch3d
         triangle_ids, bary, depth = rasterize_pytorch3d(vertices, triangles, camera)
         image, part_labels = _shade_from_barycentrics(vertex_colours, triangles, triangle_ids, bary, vertex_labels)
         alpha = (triangle_ids >= 0).unsqueeze(1).to(image.dtype)

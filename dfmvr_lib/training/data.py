@@ -13,7 +13,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from ..data.mesh_io import read_ply
 from ..data.sample import MultiViewSample
+from ..data.synthetic import SyntheticMultiViewDataset, load_manifest
 from ..parsing.augment import colour_jitter
 
 _CACHE: dict[tuple, "TripletTensors"] = {}
@@ -61,7 +63,6 @@ def load_triplets(dataset: Dataset, progress: bool = True, description: str = "l
 def synthetic_triplets(root: str | os.PathLike, split: str, progress: bool = True) -> TripletTensors:
     """The ``split`` of a generated synthetic benchmark as :class:`TripletTensors` (cached per process, refreshed
     when the benchmark's manifest changes)."""
-    from ..data.synthetic import SyntheticMultiViewDataset
 
     manifest = Path(root) / "manifest.csv"
     key = (str(Path(root).resolve()), split, manifest.stat().st_mtime_ns if manifest.is_file() else None)
@@ -167,8 +168,6 @@ def make_batch(data: TripletTensors, indices: torch.Tensor, generator: torch.Gen
 def synthetic_meshes(root: str | os.PathLike, split: str) -> list[torch.Tensor]:
     """Ground-truth vertices (V, 3) mm of every sample of ``split`` (manifest order); raises ``FileNotFoundError``
     when the split's meshes were not written (``DataConfig.mesh_splits``)."""
-    from ..data.mesh_io import read_ply
-    from ..data.synthetic import load_manifest
 
     rows = load_manifest(root)
     rows = rows[rows["split"] == split]

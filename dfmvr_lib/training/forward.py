@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from ..camera import PerspectiveCamera
 from ..config import LossConfig
@@ -22,10 +23,13 @@ class Reconstruction:
     render: the :class:`~dfmvr_lib.scene.FaceRender` of those coefficients: ``vertices`` (B, V, 3) head frame mm,
     ``posed_vertices`` (B, S, V, 3) mm, ``landmarks_2d`` (B, S, 68, 2) pixels, and ``render.image`` (B*S, 3, H, W),
     ``render.alpha`` (B*S, 1, H, W) in sample-major order.
+    per_view_faces: the network's ``per_view_faces``: False (the default) for B faces seen in S views; True for
+    B * S faces of one view each (:class:`~dfmvr_lib.networks.SingleImageNet`; then B above reads B * S, S 1).
     """
 
     coefficients: FaceCoefficients
     render: FaceRender
+    per_view_faces: bool = False
 
     @property
     def vertices(self) -> torch.Tensor:
@@ -47,7 +51,8 @@ def reconstruct(network: torch.nn.Module, model: MorphableModel, camera: Perspec
     """Run the network on the views and render its prediction.
 
     Args:
-        network: a :class:`~dfmvr_lib.networks.DFMVRNet` (or anything with the same call).
+        network: a network of :mod:`dfmvr_lib.networks` (or anything with the same call and a ``per_view_faces``
+            attribute), possibly inside ``DistributedDataParallel``.
         model: the morphable model the coefficients belong to.
         camera: the camera of the images.
         images: (B, S, 3, H, W) in [0, 1]; missing views black.
@@ -60,7 +65,12 @@ def reconstruct(network: torch.nn.Module, model: MorphableModel, camera: Perspec
         coefficients = network(images, parse_maps)
     coefficients = _float_coefficients(coefficients)
     render = render_faces(model, coefficients, camera, backend=backend)
-    return Reconstruction(coefficients, render)
+    return Reconstruction(coefficients, render, per_view_faces=_unwrapped(network).per_view_faces)
+
+
+def _unwrapped(network: torch.nn.Module) -> torch.nn.Module:
+    """The network inside a ``DistributedDataParallel`` wrapper (which does not forward attributes), else itself."""
+    return network.module if isinstance(network, DistributedDataParallel) else network
 
 
 def alignment_indices_in_landmarks_101(model: MorphableModel) -> torch.Tensor:
@@ -79,14 +89,21 @@ def batch_loss(config: LossConfig, reconstruction: Reconstruction, batch: Traini
     """The training loss of one batch (see :func:`dfmvr_lib.losses.reconstruction_loss`).
 
     Works for multi-view networks (B faces seen in S views) and for one-face-per-view networks (B * S faces of
-    one view each, :class:`~dfmvr_lib.networks.SingleImageNet`); for the latter the 3D landmark targets are
-    repeated per view and the multi-view consistency terms of the baselines are available
-    (``config.shape_consistency``, ``config.cross_view_photo``; the second needs ``camera``).
+    one view each, :class:`~dfmvr_lib.networks.SingleImageNet`), as ``reconstruction.per_view_faces`` says; for
+    the latter the 3D landmark targets are repeated per view and, with S > 1 views, the multi-view consistency
+    terms of the baselines are available (``config.shape_consistency``, ``config.cross_view_photo``; the second
+    needs ``camera``). Raises ``ValueError`` when the coefficients hold neither B faces (multi-view) nor B * S
+    faces of one view each (one face per view).
     """
     render = reconstruction.render
     coefficients = reconstruction.coefficients
     B, S = batch.images.shape[:2]
-    per_view = coefficients.batch_size == B * S and coefficients.num_views == 1 and S > 1
+    per_view = reconstruction.per_view_faces
+    faces, views = (B * S, 1) if per_view else (B, S)
+    if (coefficients.batch_size, coefficients.num_views) != (faces, views):
+        raise ValueError(f"batch_loss: {B} samples of {S} views need {faces} faces of {views} view(s) each "
+                         f"(per_view_faces={per_view}), got {coefficients.batch_size} of {coefficients.num_views}")
+    consistency_terms = per_view and S > 1
     flat = lambda t: t.reshape(B * S, *t.shape[2:])  # noqa: E731
     predicted_3d = render.vertices[:, model.landmark_101]
     landmarks_3d = batch.landmarks_3d
@@ -101,11 +118,11 @@ def batch_loss(config: LossConfig, reconstruction: Reconstruction, batch: Traini
         predicted_landmarks_3d=predicted_3d, landmarks_3d=landmarks_3d,
         alignment_indices=alignment_indices_in_landmarks_101(model) if landmarks_3d is not None else None,
         albedo=albedo, skin=model.part_labels == 1, mask_active=mask_active)
-    if per_view and config.shape_consistency > 0:
+    if consistency_terms and config.shape_consistency > 0:
         terms.consistency = shape_consistency_loss(coefficients.identity.reshape(B, S, -1),
                                                    coefficients.expression.reshape(B, S, -1))
         terms.total = terms.total + config.shape_consistency * terms.consistency
-    if per_view and config.cross_view_photo > 0:
+    if consistency_terms and config.cross_view_photo > 0:
         if camera is None:
             raise ValueError("batch_loss: cross_view_photo needs the camera")
         terms.cross_view = cross_view_photo_loss(config, coefficients, batch, model, camera)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from ..runs import save_torch
+from ..parsing import frozen_parser, load_run_model
+from ..runs import FINAL, FINISHED_FILES, is_finished, save_torch
 from .data import TripletTensors
 
 INPUT_MASKS = ("parser", "ground_truth")
@@ -41,9 +42,10 @@ def file_sha256(path: str | os.PathLike) -> str:
 def parser_weights_id(parser_run_dir: str | os.PathLike) -> str:
     """What identifies a parser run's weights: the SHA-256 of its ``final.pt`` (raises ``FileNotFoundError`` naming
     the run when it is not finished)."""
-    final = Path(parser_run_dir) / "final.pt"
-    if not final.is_file():
-        raise FileNotFoundError(f"{parser_run_dir}: not a finished parser run (no final.pt)")
+    final = Path(parser_run_dir) / FINAL
+    if not is_finished(parser_run_dir):
+        needs = " and ".join(FINISHED_FILES)
+        raise FileNotFoundError(f"{parser_run_dir}: not a finished parser run (it needs {needs})")
     return file_sha256(final)
 
 
@@ -76,7 +78,6 @@ def parser_parse_maps(data: TripletTensors, dataset_root: str | os.PathLike, spl
 
     Read from the cache when it was written for the same parser weights and the same number of samples; otherwise
     computed with the run's frozen parser and cached (atomically)."""
-    from ..parsing import frozen_parser, load_run_model
 
     path = cache_path(dataset_root, split, parser_run_dir)
     weights = parser_weights_id(parser_run_dir)

@@ -13,7 +13,7 @@ import torch
 
 from ..camera import PerspectiveCamera
 from ..face_model.base import MorphableModel
-from ..losses import apply_similarity, similarity_transform
+from ..similarity import apply_similarity, similarity_transform
 from .data import TripletTensors, make_batch
 from .forward import reconstruct
 
@@ -68,7 +68,7 @@ def vertex_error_table(network: torch.nn.Module, model: MorphableModel, camera: 
                                      precision=precision)
             target = torch.stack([meshes[int(i)] for i in indices]).to(prediction.vertices)
             vertices = prediction.vertices
-            views = vertices.shape[0] // target.shape[0]          # > 1 for one-face-per-view networks
+            views = batch.network_images.shape[1] if prediction.per_view_faces else 1   # (B * views, V, 3)
             repeated = target.repeat_interleave(views, dim=0)
             network_error = aligned_vertex_error_mm(vertices, repeated, region).reshape(-1, views)
             mean_face = model.mean_shape.unsqueeze(0).expand_as(target)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..data.photos import PhotoError, PhotoGroup, PhotoPreparer, PreparedPhoto, discover_photos
+from ..parsing import predict_labels
 from ..training.data import TrainingBatch
 
 VIEW_NAMES = ("left", "front", "right")
@@ -91,7 +92,6 @@ class ParserLabels:
         self.name = f"parser:{name}"
 
     def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        from ..parsing import predict_labels
 
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().unsqueeze(0) / 255.0
         return predict_labels(self.parser, tensor, flip=True)[0].numpy().astype(np.int64)

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
+
+from ..camera import PerspectiveCamera
 
 REFERENCE_SIZE = 224
 """Image size at which the template's target scale and centre are expressed (they scale with the crop size)."""
@@ -135,8 +138,6 @@ class AlignmentTemplate:
 def alignment_template(model, camera=None, points: str = "68") -> AlignmentTemplate:
     """Calibrated template of a :class:`dfmvr_lib.face_model.base.MorphableModel` (its mean shape at
     ``landmark_68``) for a camera (default: ``PerspectiveCamera.for_image_size(224)``, frontal pose)."""
-    from ..camera import PerspectiveCamera
-
     if points not in ("68", "5"):
         raise ValueError(f"points must be '68' or '5', got {points!r}")
     camera = camera or PerspectiveCamera.for_image_size(REFERENCE_SIZE)
@@ -180,8 +181,6 @@ def warp_affine(image: np.ndarray, affine: np.ndarray, output_size: int | tuple[
     When the map shrinks the image by more than 1.5x the source is first box-filtered by an integer factor, so
     large photos do not alias.
     """
-    from PIL import Image
-
     out_h, out_w = (output_size, output_size) if np.isscalar(output_size) else output_size
     image = np.asarray(image)
     affine = np.asarray(affine, dtype=np.float64)

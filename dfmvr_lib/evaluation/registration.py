@@ -1,7 +1,7 @@
 """Bringing a predicted mesh into the ground-truth frame: a landmark similarity, then rigid ICP.
 
 1. **Landmarks** (rigid + scale): the Umeyama similarity ``gt ~ s R pred + t`` fitted on the 7 corresponding
-   alignment landmarks (:func:`dfmvr_lib.losses.similarity_transform`).
+   alignment landmarks (:func:`dfmvr_lib.similarity.similarity_transform`).
 2. **ICP** (rigid, no scale), open3d point-to-plane. Direction: the *cropped ground-truth points are the source*
    and the *aligned prediction (vertices with their vertex normals) is the target*. Reasons:
 
@@ -29,14 +29,14 @@ import numpy as np
 import open3d as o3d
 import torch
 
-from ..losses import similarity_transform
+from ..similarity import similarity_transform
 
 
 @dataclass(frozen=True)
 class SimilarityTransform:
     """``p' = scale * rotation @ p + translation`` (scale > 0, rotation (3, 3) with det +1, translation (3,) mm).
 
-    The numpy counterpart of :func:`dfmvr_lib.losses.apply_similarity` for one unbatched transform.
+    The numpy counterpart of :func:`dfmvr_lib.similarity.apply_similarity` for one unbatched transform.
     """
 
     scale: float

@@ -1,4 +1,4 @@
-"""Train a method, reconstruct a test split, evaluate with the paper's protocol, summarise one table row.
+"""Reconstruct a test split with a trained network, evaluate it with the paper's protocol, summarise one row.
 
 The evaluation is :func:`dfmvr_lib.evaluation.evaluate_reconstruction` (front-face crop, 7-landmark similarity,
 ICP, point-to-plane distances from the ground truth to the prediction). Multi-view methods give one
@@ -16,12 +16,20 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from ..camera import PerspectiveCamera
 from ..config import WorkbookConfig
+from ..data.mesh_io import read_ply
 from ..data.sample import VIEW_NAMES
+from ..data.synthetic import load_manifest
+from ..evaluation import errors_table, evaluate_reconstruction
+from ..face_model import PART_NAMES
 from ..face_model.base import MorphableModel
 from ..precision import autocast
+from ..runs import run_columns
+from ..training.data import TripletTensors, make_batch, synthetic_triplets
+from ..training.input_masks import parser_parse_maps
 from .paper_numbers import paper_rmse
 
 
@@ -48,8 +56,6 @@ class TestSet:
         """The inputs the network gets (:class:`~dfmvr_lib.training.data.TripletTensors`): with ``input_masks``
         ``"parser"`` the parser's masks of the input views (computed for the whole split once and cached,
         :mod:`dfmvr_lib.training.input_masks`), with ``"ground_truth"`` the exact parse maps."""
-        from ..training.data import synthetic_triplets
-        from ..training.input_masks import parser_parse_maps
 
         if input_masks == "ground_truth":
             return self.data
@@ -68,9 +74,6 @@ def load_synthetic_test_set(root: str | os.PathLike, model: MorphableModel, spli
 
     The ground-truth 7 landmarks are the mesh's vertices at the model's ``alignment_7`` ids (the benchmark's meshes
     have the model's topology)."""
-    from ..data.mesh_io import read_ply
-    from ..data.synthetic import load_manifest
-    from ..training.data import synthetic_triplets
 
     rows = load_manifest(root)
     rows = rows[rows["split"] == split].reset_index(drop=True)
@@ -84,7 +87,6 @@ def load_synthetic_test_set(root: str | os.PathLike, model: MorphableModel, spli
         vertices.append(torch.from_numpy(v))
         triangles.append(torch.from_numpy(f))
     if count < len(rows):
-        from ..training.data import TripletTensors
         data = TripletTensors(*(None if t is None else t[:count] for t in (
             data.images, data.parse_maps, data.landmarks_2d, data.landmark_visibility, data.view_present,
             data.landmarks_3d)))
@@ -110,7 +112,6 @@ def predict_vertices(network: torch.nn.Module, model: MorphableModel, camera: Pe
     Returns:
         (M, R, V, 3) mm: R = 1 for multi-view networks, R = S (one per view) for one-face-per-view networks.
     """
-    from ..training.data import make_batch
     network.eval()
     keep = torch.tensor(list(input_views), dtype=torch.bool)
     out = []
@@ -130,8 +131,6 @@ def evaluate_with_regions(vertices: torch.Tensor, model: MorphableModel, test_se
     """Protocol results (:class:`~dfmvr_lib.evaluation.ReconstructionError`) of one reconstruction per sample,
     vertices (M, V, 3) mm, with per-region errors by the part class of each ground-truth vertex (the benchmark's
     meshes have the model's topology, so the model's part labels name their regions)."""
-    from ..evaluation import evaluate_reconstruction
-    from ..face_model import PART_NAMES
 
     regions = [PART_NAMES[k] for k in model.part_labels.cpu().tolist()]
     triangles = model.triangles.cpu().numpy()
@@ -150,9 +149,7 @@ def evaluate_vertices(vertices: torch.Tensor, model: MorphableModel, test_set: T
     Returns a tidy DataFrame: sample, subject, reconstruction (``"fused"`` for R = 1, else the view name), rmse_mm,
     mean_mm, std_mm, median_mm, n_points and the protocol's diagnostics.
     """
-    from tqdm.auto import tqdm
 
-    from ..evaluation import errors_table, evaluate_reconstruction
 
     M, R = vertices.shape[:2]
     if M != len(test_set):
@@ -201,7 +198,6 @@ def summary_row(per_sample: Sequence[pd.DataFrame], *, table: str, method: str, 
     ``paper_rmse_mm`` / ``paper_std_mm`` are the paper's own numbers for the row (its datasets, not ours). The row
     names the runs it came from (``run_dirs``, one per seed; none for the mean face and the ceiling):
     :func:`dfmvr_lib.runs.run_columns` (``run_dir``, ``parser_run_dir``, ``trained_at_commit``)."""
-    from ..runs import run_columns
 
     pooled = pd.concat(per_sample, ignore_index=True)
     per_seed = [float(frame["rmse_mm"].mean()) for frame in per_sample]
@@ -217,5 +213,5 @@ def summary_row(per_sample: Sequence[pd.DataFrame], *, table: str, method: str, 
     }
 
 
-__all__ = ["TestSet", "evaluate_vertices", "evaluate_with_regions", "load_synthetic_test_set", "per_sample_errors", "predict_vertices",
-           "summary_row"]
+__all__ = ["TestSet", "evaluate_vertices", "evaluate_with_regions", "load_synthetic_test_set", "per_sample_errors",
+           "predict_vertices", "summary_row"]

@@ -9,6 +9,10 @@ identity, except that (1) a ``module.`` prefix (checkpoints saved from ``DataPar
 model (they do not affect inference). Any other missing or unexpected key is an error (strict loading). The ImageNet
 normalisation is a non-persistent buffer, so it adds no key.
 
+Safe loading: the file is read with ``torch.load(weights_only=True)`` through
+:func:`dfmvr_lib.runs.load_checkpoint_file` (its errors :class:`~dfmvr_lib.runs.CheckpointFileError` /
+:class:`~dfmvr_lib.runs.UnsafeCheckpointError` live there too, beside the run directories).
+
 Classes: the checkpoint's 19 labels are 0 background, 1 skin, 2 l_brow, 3 r_brow, 4 l_eye, 5 r_eye, 6 eye_g,
 7 l_ear, 8 r_ear, 9 ear_r, 10 nose, 11 mouth, 12 u_lip, 13 l_lip, 14 neck, 15 neck_l, 16 cloth, 17 hair, 18 hat.
 They are merged into the project's 10 classes by log-sum-exp of the logits of each group (softmax of a merged logit =
@@ -19,67 +23,11 @@ image's right when ``l_is_image_left`` is False (the project's default reading, 
 from __future__ import annotations
 
 import os
-import pickle
-import re
-import warnings
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Iterator
 
 import torch
 
+from ..runs import CheckpointFileError, load_checkpoint_file
 from .bisenet import BiSeNet
-
-
-class CheckpointFileError(ValueError):
-    """A checkpoint file that cannot be loaded (corrupt, truncated, not a checkpoint of the expected kind):
-    ``path`` and a one-line ``reason``."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = Path(path)
-        self.reason = " ".join(str(reason).split())          # one line
-        super().__init__(f"{self.path}: {self.reason}")
-
-
-class UnsafeCheckpointError(CheckpointFileError):
-    """A checkpoint that holds pickled Python objects besides tensors and plain containers (numbers, strings,
-    lists, dicts): unpickling it could execute code, so it is refused without being run (``torch.load`` with
-    ``weights_only=True``)."""
-
-
-@contextmanager
-def checkpoint_errors(path: str | os.PathLike, kind: str = "checkpoint") -> Iterator[None]:
-    """Turn what loading the checkpoint file ``path`` can raise into :class:`CheckpointFileError` naming it
-    (:class:`UnsafeCheckpointError` for pickled code); ``kind`` says what the file should have been (e.g.
-    ``"reconstruction run's final.pt"``). torch's warnings about the file's pickle protocol are silenced."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            yield
-    except pickle.UnpicklingError as error:
-        if "weights only" in str(error).lower():
-            named = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-            raise UnsafeCheckpointError(
-                path, "refused: not a plain state dict (tensors, numbers, strings, lists, dicts): the file holds "
-                      "pickled Python objects" + (f" ({named[1]})" if named else "") + " that may execute code "
-                      f"when loaded; only load {kind} files you trust, re-saved as plain state dicts") from None
-        raise CheckpointFileError(path, f"not a readable {kind} (corrupt pickle: {error})") from None
-    except (RuntimeError, EOFError, KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
-        if isinstance(error, CheckpointFileError):
-            raise
-        text = " ".join(str(error).split())
-        text = text[:300] + " ..." if len(text) > 300 else text
-        details = f"{type(error).__name__}: {text}" if text else type(error).__name__
-        raise CheckpointFileError(path, f"not a readable {kind} ({details}); the file is corrupt, truncated or of "
-                                        "another kind") from None
-
-
-def load_checkpoint_file(path: str | os.PathLike, map_location="cpu", kind: str = "checkpoint"):
-    """``torch.load(path, weights_only=True)`` (tensors and plain containers only, never pickled code) with the
-    errors of :func:`checkpoint_errors`."""
-    with checkpoint_errors(path, kind):
-        return torch.load(path, map_location=map_location, weights_only=True)
-
 
 FACE_PARSING_CLASSES = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear",
                         "ear_r", "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat")
@@ -101,7 +49,8 @@ def celebamask19_groups(l_is_image_left: bool = False) -> list[list[int]]:
 
 
 def map_checkpoint_keys(state_dict: dict, model: torch.nn.Module) -> dict:
-    """face-parsing.PyTorch state dict -> our state dict (module doc): strip ``module.``, fill ``num_batches_tracked``."""
+    """face-parsing.PyTorch state dict -> our state dict (module doc): strip ``module.``, fill
+    ``num_batches_tracked``."""
     mapped = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
     for key, value in model.state_dict().items():
         if key.endswith("num_batches_tracked") and key not in mapped:
@@ -114,7 +63,7 @@ def load_face_parsing_checkpoint(path: str | os.PathLike, width: float = 1.0, l_
     """Load a 19-class face-parsing.PyTorch BiSeNet checkpoint (e.g. ``79999_iter.pth``) strictly and return a
     :class:`BiSeNet` whose outputs are the project's 10 classes (``forward(x, merge=False)`` gives the 19).
 
-    Raises :class:`UnsafeCheckpointError` (never running it) when the file holds pickled code,
+    Raises :class:`~dfmvr_lib.runs.UnsafeCheckpointError` (never running it) when the file holds pickled code,
     :class:`CheckpointFileError` naming the file when it is corrupt or holds no state dict, and ``RuntimeError``
     (strict loading) when its keys are not the model's."""
     kind = "face-parsing BiSeNet checkpoint"
@@ -129,5 +78,4 @@ def load_face_parsing_checkpoint(path: str | os.PathLike, width: float = 1.0, l_
     return model.eval()
 
 
-__all__ = ["CheckpointFileError", "FACE_PARSING_CLASSES", "UnsafeCheckpointError", "celebamask19_groups",
-           "checkpoint_errors", "load_checkpoint_file", "load_face_parsing_checkpoint", "map_checkpoint_keys"]
+__all__ = ["FACE_PARSING_CLASSES", "celebamask19_groups", "load_face_parsing_checkpoint", "map_checkpoint_keys"]

@@ -1,21 +1,13 @@
-"""Figures and sentences for the experiment notebooks: bar charts of a table against the paper's numbers, the
-sensitivity curves, per-region error maps, and a plain statement of where our ordering agrees with the paper's."""
+"""Figures of the experiment notebooks: bar charts of a table against the paper's numbers, the sensitivity curves,
+per-region error maps. (The sentence on where our ordering agrees with the paper's is
+:func:`dfmvr_lib.experiments.claims.ordering_statement`.)"""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from .methods import method_label
-
-
-def row_label(row: pd.Series) -> str:
-    """A readable label of a table row: the method's name and, when not a fused multi-view result, the test input."""
-    label = method_label(row["method"])
-    if row.get("test_input") not in (None, "fused"):
-        label += f" [{str(row['test_input']).replace('_', ' ')}]"
-    return label
+from .methods import row_label
 
 
 def comparison_figure(table: pd.DataFrame, title: str, value: str = "rmse_mm"):
@@ -37,33 +29,6 @@ def comparison_figure(table: pd.DataFrame, title: str, value: str = "rmse_mm"):
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
-
-
-def ordering_statement(table: pd.DataFrame, value: str = "rmse_mm_mean") -> str:
-    """Markdown: our order of the rows with a paper number against the paper's order, Kendall's tau, and which
-    pairs disagree."""
-    rows = table[table["paper_rmse_mm"].notna()].copy()
-    if len(rows) < 2:
-        return "Fewer than two rows have a paper number: no ordering to compare."
-    rows["label"] = [row_label(row) for _, row in rows.iterrows()]
-    ours = list(rows.sort_values(value)["label"])
-    paper = list(rows.sort_values("paper_rmse_mm")["label"])
-    tau = stats.kendalltau(rows[value], rows["paper_rmse_mm"]).statistic
-    disagreements = []
-    records = rows.to_dict("records")
-    for i in range(len(records)):
-        for j in range(i + 1, len(records)):
-            a, b = records[i], records[j]
-            if np.sign(a[value] - b[value]) != np.sign(a["paper_rmse_mm"] - b["paper_rmse_mm"]):
-                disagreements.append(f"{a['label']} vs {b['label']}")
-    lines = [f"- **Ours, best to worst:** {' < '.join(ours)}",
-             f"- **Paper, best to worst:** {' < '.join(paper)}",
-             f"- Kendall's tau between the two orders: {tau:.2f} (1 = same order, -1 = reversed)."]
-    if disagreements:
-        lines.append(f"- **Pairs ordered differently from the paper:** {'; '.join(disagreements)}.")
-    else:
-        lines.append("- **Every pair is ordered as in the paper.**")
-    return "\n".join(lines)
 
 
 def sensitivity_figure(sweeps: pd.DataFrame):
@@ -107,4 +72,4 @@ def error_map_figure(results: dict, title: str, limit_mm: float | None = None):
     return fig
 
 
-__all__ = ["comparison_figure", "error_map_figure", "ordering_statement", "row_label", "sensitivity_figure"]
+__all__ = ["comparison_figure", "error_map_figure", "sensitivity_figure"]

@@ -8,14 +8,15 @@ The default run is the one notebook 03 trains (``make main`` for the ``cpu`` pro
     run        = train_reconstruction(config, root, parser_run.run_dir, runs_root=<data_dir>/runs/reconstruction)
 
 Both run directories are keyed by hashes of what they depend on (:func:`dfmvr_lib.parsing.training.run_key`,
-:func:`dfmvr_lib.training.loop.run_key`), so they can be located by computing the same keys. The benchmark's
+:func:`dfmvr_lib.training.loop.run_key`), so they can be located by computing the same keys
+(:func:`dfmvr_lib.parsing.training.parser_run_dir`, :func:`dfmvr_lib.training.loop.reconstruction_run_dir`, under
+:func:`dfmvr_lib.runs.runs_dir`; the benchmark folder is :func:`dfmvr_lib.runs.dataset_dir`). The benchmark's
 generator settings enter the keys; when the benchmark folder is gone (deleted to save space) they are recomputed
 from the configuration (:meth:`~dfmvr_lib.data.synthetic_settings.SyntheticSettings.from_config`), which gives the
 same values.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +25,18 @@ import torch
 
 from ..camera import PerspectiveCamera
 from ..config import WorkbookConfig, get_config
+from ..data.synthetic_settings import SyntheticSettings
 from ..face_model.base import MorphableModel
+from ..face_model.factory import load_face_model
+from ..parsing import frozen_parser, load_run_model
+from ..parsing.training import parser_run_dir as keyed_parser_run_dir
 from ..provenance import REPOSITORY_ROOT
-from ..runs import read_dataset_settings, run_hash
-from ..workbook import dataset_dir
+from ..runs import (FINAL, FINISHED_FILES, MAIN_PRESET, checkpoint_errors, dataset_dir, is_finished,
+                    parser_run_candidates, parser_run_name, read_dataset_settings, runs_dir)
+from ..training.loop import load_trained_network, reconstruction_run_dir
 
 DEFAULT_PROFILE = "cpu"
-DEFAULT_PRESET = "pixelface-like"
-FINISHED_FILES = ("final.pt", "done.json")
+DEFAULT_PRESET = MAIN_PRESET
 
 
 def default_data_dir() -> Path:
@@ -44,8 +49,6 @@ class CheckpointNotFound(FileNotFoundError):
 
 
 def _dataset_settings(config: WorkbookConfig, dataset_root: Path, preset: str):
-    from ..data.synthetic_settings import SyntheticSettings
-
     recorded = read_dataset_settings(dataset_root)
     return recorded if recorded is not None else SyntheticSettings.from_config(config, preset).to_dict()
 
@@ -64,25 +67,15 @@ def default_runs(profile: str = DEFAULT_PROFILE, data_dir: str | os.PathLike | N
                  preset: str = DEFAULT_PRESET) -> DefaultRuns:
     """Where notebooks 02 and 03 put the parser and reconstruction runs of ``profile`` (computed, nothing is
     trained or read besides the benchmark's ``settings.json`` when present)."""
-    from ..parsing.training import run_key as parser_run_key
-    from ..training.loop import run_key as reconstruction_run_key
-
     config = get_config(profile)
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    runs = data_dir / "runs"
     dataset_root = dataset_dir(data_dir, profile, preset)
     settings = _dataset_settings(config, dataset_root, preset)
-    parser_key = parser_run_key(config, dataset_root)
-    parser_key["dataset_settings"] = settings
-    parser_run_dir = runs / "parser" / run_hash(parser_key)
-    reconstruction_key = reconstruction_run_key(config, dataset_root, parser_run_dir)
-    reconstruction_key["dataset"] = settings
-    return DefaultRuns(profile, dataset_root, parser_run_dir, runs / "reconstruction" / run_hash(reconstruction_key))
-
-
-def is_finished(run_dir: str | os.PathLike) -> bool:
-    """True when ``run_dir`` holds a finished run (``final.pt`` and ``done.json``)."""
-    return all((Path(run_dir) / name).is_file() for name in FINISHED_FILES)
+    parser_run_dir = keyed_parser_run_dir(config, dataset_root, runs_dir(data_dir, "parser"),
+                                          dataset_settings=settings)
+    reconstruction_dir = reconstruction_run_dir(config, dataset_root, parser_run_dir,
+                                                runs_dir(data_dir, "reconstruction"), dataset_settings=settings)
+    return DefaultRuns(profile, dataset_root, parser_run_dir, reconstruction_dir)
 
 
 def default_checkpoint(profile: str = DEFAULT_PROFILE, data_dir: str | os.PathLike | None = None) -> Path:
@@ -91,9 +84,9 @@ def default_checkpoint(profile: str = DEFAULT_PROFILE, data_dir: str | os.PathLi
     runs = default_runs(profile, data_dir)
     if not is_finished(runs.reconstruction_run_dir):
         raise CheckpointNotFound(
-            f"no trained {profile}-profile reconstruction run at {runs.reconstruction_run_dir} (it needs final.pt "
-            f"and done.json). Train it by running notebooks 02 and 03 with profile={profile!r} (for the cpu profile: "
-            "`make main`, or `python -m dfmvr_lib.run_notebooks --profile cpu --only 01 02 03`), or pass "
+            f"no trained {profile}-profile reconstruction run at {runs.reconstruction_run_dir} (it needs "
+            f"{_finished_files()}). Train it by running notebooks 02 and 03 with profile={profile!r} (for the cpu "
+            "profile: `make main`, or `python -m dfmvr_lib.run_notebooks --profile cpu --only 01 02 03`), or pass "
             "--checkpoint RUN_DIR with a finished run directory.")
     return runs.reconstruction_run_dir
 
@@ -101,24 +94,23 @@ def default_checkpoint(profile: str = DEFAULT_PROFILE, data_dir: str | os.PathLi
 def parser_run_of(run_dir: str | os.PathLike) -> Path | None:
     """The finished parser run a reconstruction run was trained with, looked up by the name recorded in its
     ``run.json`` in ``<runs>/parser/`` beside ``<runs>/reconstruction/`` (the notebooks' layout) and in
-    ``<run_dir>/../parser/``; None when the run recorded none or it is not found."""
-    run_dir = Path(run_dir)
-    info = run_dir / "run.json"
-    if not info.is_file():
-        return None
+    ``<run_dir>/../parser/`` (:func:`dfmvr_lib.runs.parser_run_candidates`); None when the run recorded none or it
+    is not found. :class:`~dfmvr_lib.runs.CheckpointFileError` when its ``run.json`` is unreadable."""
     try:
-        recorded = json.loads(info.read_text())
-    except (OSError, ValueError) as error:
-        from ..parsing.checkpoints import CheckpointFileError
-
-        raise CheckpointFileError(info, f"not a readable run record ({type(error).__name__}: {error})") from None
-    name = recorded.get("parser_run") if isinstance(recorded, dict) else None
+        name = parser_run_name(run_dir)
+    except FileNotFoundError:
+        return None
     if not name:
         return None
-    for candidate in (run_dir.parent.parent / "parser" / name, run_dir.parent / "parser" / name):
+    for candidate in parser_run_candidates(run_dir, name):
         if is_finished(candidate):
             return candidate
     return None
+
+
+def _finished_files() -> str:
+    """``"final.pt and done.json"``: what a finished run holds, for the messages."""
+    return " and ".join(FINISHED_FILES)
 
 
 @dataclass
@@ -152,33 +144,28 @@ def load_reconstructor(run_dir: str | os.PathLike, parser_run_dir: str | os.Path
             whether to go on without it).
     Raises:
         CheckpointNotFound when ``run_dir`` (or an explicit ``parser_run_dir``) is not a finished run;
-        :class:`~dfmvr_lib.parsing.checkpoints.UnsafeCheckpointError` when a ``final.pt`` holds pickled Python
+        :class:`~dfmvr_lib.runs.UnsafeCheckpointError` when a ``final.pt`` holds pickled Python
         objects other than tensors and plain containers (refused, never run: ``torch.load`` with
-        ``weights_only=True``); :class:`~dfmvr_lib.parsing.checkpoints.CheckpointFileError` (a ``ValueError``)
+        ``weights_only=True``); :class:`~dfmvr_lib.runs.CheckpointFileError` (a ``ValueError``)
         naming the file when it is corrupt, truncated or not a run of that kind; ValueError for a
         one-face-per-view baseline network (the reconstruction needs a multi-view network).
     """
-    from ..face_model.factory import load_face_model
-    from ..parsing import frozen_parser, load_run_model
-    from ..parsing.checkpoints import checkpoint_errors
-    from ..training.loop import load_trained_network
-
     run_dir = Path(run_dir)
     if not is_finished(run_dir):
-        raise CheckpointNotFound(f"{run_dir} is not a finished reconstruction run (it needs final.pt and done.json); "
+        raise CheckpointNotFound(f"{run_dir} is not a finished reconstruction run (it needs {_finished_files()}); "
                                  "pass the directory of a run that train_reconstruction finished")
     if parser_run_dir is not None and not is_finished(parser_run_dir):
-        raise CheckpointNotFound(f"{parser_run_dir} is not a finished parser run (it needs final.pt and done.json)")
-    with checkpoint_errors(run_dir / "final.pt", "reconstruction run's final.pt"):
+        raise CheckpointNotFound(f"{parser_run_dir} is not a finished parser run (it needs {_finished_files()})")
+    with checkpoint_errors(run_dir / FINAL, f"reconstruction run's {FINAL}"):
         network, config = load_trained_network(run_dir)
-    if config.network.backbone == "single_image":
+    if network.per_view_faces:
         raise ValueError(f"{run_dir} holds a one-image-per-view baseline network ({config.network.regressor}), "
                          "which predicts one face per view; reconstruction needs a multi-view DF-MVR run")
     if parser_run_dir is None:
         parser_run_dir = parser_run_of(run_dir)
     parser = None
     if parser_run_dir is not None:
-        with checkpoint_errors(Path(parser_run_dir) / "final.pt", "parser run's final.pt"):
+        with checkpoint_errors(Path(parser_run_dir) / FINAL, f"parser run's {FINAL}"):
             parser = frozen_parser(load_run_model(parser_run_dir))
     return Reconstructor(network=network, config=config, model=load_face_model(config.face_model),
                          camera=PerspectiveCamera.from_config(config), parser=parser, run_dir=run_dir,
@@ -186,4 +173,4 @@ def load_reconstructor(run_dir: str | os.PathLike, parser_run_dir: str | os.Path
 
 
 __all__ = ["CheckpointNotFound", "DEFAULT_PROFILE", "DefaultRuns", "Reconstructor", "default_checkpoint",
-           "default_data_dir", "default_runs", "is_finished", "load_reconstructor", "parser_run_of"]
+           "default_data_dir", "default_runs", "load_reconstructor", "parser_run_of"]

@@ -27,9 +27,9 @@ from typing import Any
 import pandas as pd
 
 from ..config import WorkbookConfig, get_config
-from ..networks.factory import per_view_faces
+from ..networks.factory import SINGLE_IMAGE_BACKBONE, per_view_faces
 
-_SINGLE_IMAGE = {"network.backbone": "single_image", "network.regressor": "resnet50",
+_SINGLE_IMAGE = {"network.backbone": SINGLE_IMAGE_BACKBONE, "network.regressor": "resnet50",
                  "losses.use_mask": False, "losses.use_landmark_3d": False, "losses.photo_weighting": "skin",
                  "losses.reflectance": 5.0, "losses.lighting": 10.0}
 

@@ -13,7 +13,6 @@ import torch
 
 from ..data.photo_crop import alignment_template
 from ..data.photos import PhotoPreparer, load_photo
-from ..evaluation import evaluate_reconstruction
 from ..face_model import PART_NAMES
 from ..face_model.albedo_range import albedo_in_range
 from ..provenance import provenance
@@ -325,6 +324,7 @@ def evaluate_against_mesh(model, vertices: torch.Tensor, gt_vertices, gt_triangl
     Returns:
         :class:`~dfmvr_lib.evaluation.ReconstructionError` (``region_errors`` filled for model-topology meshes).
     """
+    from ..evaluation import evaluate_reconstruction   # loads open3d (~1 s): only when a ground truth is given
 
     gt_vertices = np.asarray(gt_vertices, dtype=np.float64)
     same_topology = gt_vertices.shape[0] == model.num_vertices

@@ -1,14 +1,21 @@
 """Learning-efficiency study of the cpu profile: validation error against training minutes on 2 CPU cores.
 
 Each variant is the ``cpu`` profile with a few settings changed (image size, backbone and regressor widths, batch
-size, learning rate and warm-up, normalisation, loss balance, data size, pose-head start, coordinate channels,
-the paper's inputs against oracle inputs). It trains DF-MVR (or DF-MVR w/o L_3d, for the variants that study
-the runs without 3D landmarks) for ``--steps`` steps with a validation pass every ``--every`` steps on the first
-40 validation triplets: mean vertex error after a similarity alignment (:func:`dfmvr_lib.training.vertex_error_table`),
+size, learning rate and warm-up, normalisation, loss balance, data size, pose-head start, the paper's inputs
+against oracle inputs). It trains DF-MVR (or DF-MVR w/o L_3d, for the variants that study the runs without 3D
+landmarks) for ``--steps`` steps with a validation pass every ``--every`` steps on the first 80 validation
+triplets: mean vertex error after a similarity alignment (:func:`dfmvr_lib.training.vertex_error_table`, with the
+batch-norm statistics recomputed over the last training batches, :mod:`dfmvr_lib.training.batch_norm`),
 against the two lines that frame it, the mean face (every network's start) and the ceiling (the least-squares fit
 of the model's identity and expression to each ground-truth mesh, :mod:`dfmvr_lib.evaluation.ceiling`).
 ``gap_closed`` = (mean face - network) / (mean face - ceiling) makes variants with other validation sets (another
-data size) comparable.
+data size) comparable. Each run's learning rate follows its own cosine schedule to ``--steps``, so a curve's
+middle is a network still at a high learning rate (it is not what a shorter run would reach); the last point of
+each curve is the comparable one.
+
+A plain run trains :data:`DEFAULT_VARIANTS` (the profile and the changes it was chosen over, about 35 minutes);
+the study the previous profile (300 x 4 subjects, L_3d weight 1) was chosen from is kept in
+``results/benchmarks/learning_previous_profile.md`` / ``.csv``.
 
 Timing: two variants train side by side, one torch / numba thread each, as the cpu profile trains the tables
 (``experiments.parallel_trainings = 2``); ``minutes`` is a run's own training wall-clock without its validation
@@ -38,6 +45,7 @@ import numba  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from dfmvr_lib import workbook  # noqa: E402
 from dfmvr_lib.config import get_config  # noqa: E402
 from dfmvr_lib.data.synthetic import generate_benchmark  # noqa: E402
 from dfmvr_lib.evaluation.ceiling import best_fit_shapes  # noqa: E402
@@ -52,41 +60,47 @@ from dfmvr_lib.training.figures import learning_figure  # noqa: E402
 
 # name -> (what it changes, overrides of the cpu profile)
 NO_L3D = {"losses.use_landmark_3d": False}
+PREVIOUS_DATA = {"data.train_subjects": 300, "data.samples_per_subject": 4, "data.validation_subjects": 20,
+                 "data.test_subjects": 40}
 VARIANTS: dict[str, tuple[str, dict]] = {
     "cpu profile": ("the chosen cpu profile (DF-MVR)", {}),
+    "L_3d weight 1 (paper)": ("3D landmark weight 1, the paper's (the profile: 10)", {"losses.landmark_3d": 1.0}),
+    "data 300 x 4": ("300 train subjects with four samples each (the previous profile's data)", PREVIOUS_DATA),
     "w/o L_3d": ("DF-MVR w/o L_3d", NO_L3D),
-    "regularisation 3e-4 (paper)": ("coefficient prior weight 3e-4, the paper's", {"losses.regularisation": 3e-4}),
-    "w/o L_3d, regularisation 3e-4 (paper)": ("DF-MVR w/o L_3d, prior weight 3e-4",
-                                              {**NO_L3D, "losses.regularisation": 3e-4}),
-    "regularisation 1e-3": ("coefficient prior weight 1e-3", {"losses.regularisation": 1e-3}),
-    "w/o L_3d, regularisation 1e-3": ("DF-MVR w/o L_3d, prior weight 1e-3", {**NO_L3D, "losses.regularisation": 1e-3}),
-    "regularisation 1e-2": ("coefficient prior weight 1e-2", {"losses.regularisation": 1e-2}),
-    "w/o L_3d, regularisation 1e-2": ("DF-MVR w/o L_3d, prior weight 1e-2", {**NO_L3D, "losses.regularisation": 1e-2}),
-    "frontal start": ("pose heads start frontal (the paper)", {"network.pose_start": "frontal"}),
-    "w/o L_3d, frontal start": ("DF-MVR w/o L_3d, pose heads start frontal",
-                                {**NO_L3D, "network.pose_start": "frontal"}),
+    "batch 8": ("8 triplets per step", {"training.batch_size": 8}),
     "oracle inputs": ("ground-truth masks and exact landmarks (oracle)",
                       {"training.input_masks": "ground_truth", "training.landmark_noise_nme": 0.0}),
-    "w/o L_3d, oracle inputs": ("DF-MVR w/o L_3d, ground-truth masks and exact landmarks (oracle)",
-                                {**NO_L3D, "training.input_masks": "ground_truth", "training.landmark_noise_nme": 0.0}),
-    "112 px": ("image size 112 (the previous cpu profile's)", {"image_size": 112}),
-    "widths 16 / 0.25": ("Tri-UNet base width 16, regressor width 0.25 (the previous cpu profile's)",
-                         {"network.base_width": 16, "network.regressor_width": 0.25}),
-    "batch 8": ("8 triplets per step", {"training.batch_size": 8}),
+    "regularisation 3e-4 (paper)": ("coefficient prior weight 3e-4, the paper's", {"losses.regularisation": 3e-4}),
+    "w/o L_3d, regularisation 1e-2": ("DF-MVR w/o L_3d, prior weight 1e-2", {**NO_L3D, "losses.regularisation": 1e-2}),
+    "frontal start": ("pose heads start frontal (the paper)", {"network.pose_start": "frontal"}),
+    "112 px": ("image size 112", {"image_size": 112}),
+    "widths 16 / 0.25": ("Tri-UNet base width 16, regressor width 0.25", {"network.base_width": 16,
+                                                                          "network.regressor_width": 0.25}),
     "lr 3e-3 + warm-up": ("learning rate 3e-3 after 50 warm-up steps",
                           {"training.learning_rate": 3e-3, "training.warmup_steps": 50}),
     "group norm": ("group norm instead of batch norm", {"network.normalization": "group"}),
-    "coordinate channels": ("(x, y) input channels", {"network.coordinate_channels": True}),
-    "data 1200 x 1": ("1,200 train subjects with one sample each (same number of triplets)",
-                      {"data.train_subjects": 1200, "data.samples_per_subject": 1}),
 }
+DEFAULT_VARIANTS = ("cpu profile", "L_3d weight 1 (paper)", "data 300 x 4", "w/o L_3d", "batch 8", "oracle inputs")
+"""What a plain run trains (about 35 minutes on 2 cores); the others with ``--only``."""
+
+
+VALIDATION_TRIPLETS = 80
 
 
 def dataset_and_parser(config, data_dir: Path):
-    """The pixelface-like benchmark and the parser run a variant's config needs (made once per setting)."""
+    """The pixelface-like benchmark and the parser run a variant's config needs. A variant with the profile's
+    benchmark settings (data, face model, camera, image size, parser) uses the main job's benchmark and parser
+    (``data/synthetic_cpu_pixelface-like``, ``data/runs/parser``: made by notebooks 01-02, or here if missing);
+    the others get theirs under ``data_dir`` (made once per setting)."""
+    profile = get_config("cpu")
+    shared = ("data", "face_model", "camera", "parser")
+    if config.hash(*shared) == profile.hash(*shared) and config.image_size == profile.image_size:
+        return (workbook.benchmark(config, ROOT / "data", progress=False),
+                workbook.parser_run(config, ROOT / "data", progress=False).run_dir)
     data = config.data
-    root = generate_benchmark(data_dir / f"synthetic_{config.image_size}px_{data.train_subjects}x"
-                                         f"{data.samples_per_subject}", config, MAIN_PRESET, progress=False)
+    name = (f"synthetic_{config.image_size}px_{data.train_subjects}x{data.samples_per_subject}"
+            f"_v{data.validation_subjects}_t{data.test_subjects}")
+    root = generate_benchmark(data_dir / name, config, MAIN_PRESET, progress=False)
     parser = pretrain_parser(config, root, runs_root=data_dir / "parser", progress=False)
     return root, parser.run_dir
 
@@ -104,15 +118,16 @@ def train_variant(job: tuple) -> str:
 
 def study_config(overrides: dict, steps: int, every: int):
     return get_config("cpu", {**overrides, "training.steps": steps, "training.validate_every": every,
-                              "training.validation_samples": 40, "training.checkpoint_every": every})
+                              "training.validation_samples": VALIDATION_TRIPLETS,
+                              "training.checkpoint_every": every})
 
 
 @functools.lru_cache(maxsize=None)
 def references(root: Path, face_model) -> dict:
-    """Mean-face and ceiling vertex errors on the first 40 validation triplets of the dataset at ``root`` (computed
-    once per dataset: most variants share one)."""
+    """Mean-face and ceiling vertex errors on the first :data:`VALIDATION_TRIPLETS` validation triplets of the
+    dataset at ``root`` (computed once per dataset: most variants share one)."""
     model = load_face_model(face_model)
-    meshes = torch.stack(synthetic_meshes(root, "validation")[:40]).to(model.mean_shape)
+    meshes = torch.stack(synthetic_meshes(root, "validation")[:VALIDATION_TRIPLETS]).to(model.mean_shape)
     region = model.evaluation_region
     fit = best_fit_shapes(model, meshes)
     return {"mean_face_mm": float(aligned_vertex_error_mm(model.mean_shape.expand_as(meshes), meshes, region).mean()),
@@ -123,12 +138,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--every", type=int, default=100)
-    parser.add_argument("--only", nargs="*", help="variant names (default all)")
+    parser.add_argument("--only", nargs="*", help=f"variant names (default {list(DEFAULT_VARIANTS)})")
     parser.add_argument("--data-dir", default=str(ROOT / "data" / "learning"))
     parser.add_argument("--output", default=str(ROOT / "results" / "benchmarks"))
     args = parser.parse_args()
 
-    names = args.only or list(VARIANTS)
+    names = args.only or list(DEFAULT_VARIANTS)
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
@@ -157,7 +172,8 @@ def main() -> None:
     last = curves.groupby("variant", sort=False).tail(1)
     lines = [f"# Learning efficiency of the cpu profile ({datetime.date.today()}, commit {git_commit()}, "
              f"{precision_note('auto')}, {args.steps} steps, validation every {args.every})", "",
-             "Validation vertex error (first 40 pixelface-like validation triplets) after the last step of each "
+             f"Validation vertex error (first {VALIDATION_TRIPLETS} pixelface-like validation triplets) after the "
+             "last step of each "
              "variant; `minutes` = its training wall-clock (1 thread, two runs side by side on 2 cores). "
              "Curves: `learning.png`, `learning.csv`. Produced by `benchmarks/bench_learning.py`.", "",
              "| variant | change | minutes | network mm | mean face mm | ceiling mm | gap closed |",

@@ -1,5 +1,6 @@
 """Reconstruction training: schedule, batch order, view dropping, augmentation, initial prediction, loss decrease,
-resume after kill -9 with the same result, reuse of a finished run, validation error."""
+resume after kill -9 with the same result, reuse of a finished run, validation error, population batch-norm
+statistics in the saved network, the on-disk cache of a split's tensors."""
 import os
 import signal
 import subprocess
@@ -19,7 +20,10 @@ from dfmvr_lib.similarity import apply_similarity
 from dfmvr_lib.networks import build_network
 from dfmvr_lib.training import (aligned_vertex_error_mm, learning_rate_factor, make_batch, reconstruct,
                                 synthetic_triplets, train_reconstruction)
-from dfmvr_lib.training.data import batch_indices, single_view_keep
+from dfmvr_lib.training.batch_norm import batch_norm_layers, batch_norm_state, recompute_batch_norm_statistics
+from dfmvr_lib.training.data import batch_indices, single_view_keep, step_generator
+from dfmvr_lib.training.input_masks import with_input_masks
+from dfmvr_lib.training.loop import PRECISE_BN_BATCHES
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -260,3 +264,72 @@ def test_paired_vertex_error_test_sees_a_consistent_gain():
     assert result["difference_mm"] == pytest.approx(-0.3 + 0.01 * (sum(i % 3 for i in range(20)) / 20))
     assert result["wilcoxon_p"] < 1e-3 and result["t_test_p"] < 1e-3
     assert paired_vertex_error_test(table.assign(network_mm=mean_face))["wilcoxon_p"] == 1.0
+
+
+def test_split_tensors_are_cached_on_disk_keyed_by_the_manifest(smoke_setup, tmp_path):
+    import shutil
+
+    from dfmvr_lib.data.synthetic import SyntheticMultiViewDataset
+    from dfmvr_lib.training import data as training_data
+    from dfmvr_lib.training.data import TRIPLET_CACHE_FOLDER, load_triplets
+
+    _, benchmark, _, _ = smoke_setup
+    copy = tmp_path / "benchmark"
+    shutil.copytree(benchmark, copy, ignore=shutil.ignore_patterns(TRIPLET_CACHE_FOLDER))
+    training_data._CACHE.clear()
+    first = synthetic_triplets(copy, "train", progress=False)
+    cache = copy / TRIPLET_CACHE_FOLDER / "train.pt"
+    assert cache.is_file()
+    direct = load_triplets(SyntheticMultiViewDataset(copy, "train", load_mesh=False), progress=False)
+    training_data._CACHE.clear()                                   # a new process: read from the disk cache
+    stored = torch.load(cache, weights_only=True)
+    stored["images"][0] = 0                                        # mark the cached copy to see it is what is read
+    torch.save(stored, cache)
+    from_disk = synthetic_triplets(copy, "train", progress=False)
+    assert torch.equal(from_disk.images[0], torch.zeros_like(direct.images[0]))
+    assert torch.equal(from_disk.images[1:], direct.images[1:]) and torch.equal(first.images, direct.images)
+    assert torch.equal(from_disk.landmarks_2d, direct.landmarks_2d)
+    manifest = copy / "manifest.csv"                               # another manifest: read from the images again
+    manifest.write_text(manifest.read_text() + "\n")
+    training_data._CACHE.clear()
+    again = synthetic_triplets(copy, "train", progress=False)
+    assert torch.equal(again.images, direct.images)
+    cache.write_bytes(b"not a torch file")                         # an unreadable cache is ignored and rewritten
+    manifest.write_text(manifest.read_text() + "\n")
+    training_data._CACHE.clear()
+    assert torch.equal(synthetic_triplets(copy, "train", progress=False).images, direct.images)
+    assert torch.load(cache, weights_only=True)["split"] == "train"
+
+
+def test_training_saves_population_statistics_and_mid_run_validation_changes_nothing(smoke_setup, tmp_path):
+    _, benchmark, parser_dir, _ = smoke_setup
+    base = {"training.steps": 6, "training.checkpoint_every": 3}
+    configs = {every: get_config("smoke", {**base, "training.validate_every": every}) for every in (0, 2)}
+    for every, config in configs.items():     # stop at the step-3 checkpoint (after the validation pass at step 2)
+        train_reconstruction(config, benchmark, parser_dir, run_dir=tmp_path / str(every), progress=False,
+                             stop_after=3)
+    halfway = [torch.load(tmp_path / str(every) / "checkpoint.pt", weights_only=True)["model"] for every in (0, 2)]
+    for name in halfway[0]:                   # the mid-run pass put the running averages back
+        assert torch.equal(halfway[0][name], halfway[1][name]), name
+    plain, validated = (train_reconstruction(configs[every], benchmark, parser_dir, run_dir=tmp_path / str(every),
+                                             progress=False) for every in (0, 2))
+    assert list(validated.validation["step"]) == [2, 4, 6]
+    a, b = _final_state(plain.run_dir), _final_state(validated.run_dir)
+    for name in a:
+        assert torch.allclose(a[name].float(), b[name].float(), atol=1e-6), name
+
+    # the saved statistics are the population statistics of the last training batches under the final weights
+    config = plain.config
+    network = build_network(config)
+    network.load_state_dict(a)
+    data = synthetic_triplets(benchmark, "train", progress=False)
+    data = with_input_masks(data, config.training.input_masks, benchmark, "train", parser_dir, False)
+    steps = range(max(0, config.training.steps - PRECISE_BN_BATCHES), config.training.steps)
+    batches = [make_batch(data, batch_indices(len(data), config.training.batch_size, s, config.seed),
+                          step_generator(config.seed, s), colour_augment=config.training.colour_augment,
+                          single_view_mode=config.training.single_view_mode) for s in steps]
+    saved = batch_norm_state(network)
+    recompute_batch_norm_statistics(network, batches, lambda n, b: n(b.network_images, b.network_parse_maps))
+    for (mean, var, _), layer in zip(saved, batch_norm_layers(network)):
+        assert torch.allclose(mean, layer.running_mean, atol=1e-5)
+        assert torch.allclose(var, layer.running_var, atol=1e-4, rtol=1e-4)

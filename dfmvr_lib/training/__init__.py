@@ -3,7 +3,8 @@
 - :mod:`.data`: preloaded triplets, the deterministic batch order, single-view mode, colour augmentation;
 - :mod:`.forward`: :func:`reconstruct` (views -> coefficients, posed meshes, renders) and :func:`batch_loss`;
 - :mod:`.loop`: :func:`train_reconstruction` with a resumable, reusable run directory;
-- :mod:`.validation`: mean vertex error to the ground truth against the mean-face baseline.
+- :mod:`.validation`: mean vertex error to the ground truth against the mean-face baseline;
+- :mod:`.batch_norm`: population batch-norm statistics for validation and the saved network ("precise BN").
 """
 from .data import TrainingBatch, TripletTensors, load_triplets, make_batch, synthetic_meshes, synthetic_triplets
 from .forward import Reconstruction, alignment_indices_in_landmarks_101, batch_loss, reconstruct

@@ -6,6 +6,8 @@ the same whether the run went straight through or resumed after an interruption.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ from ..data.mesh_io import read_ply
 from ..data.sample import MultiViewSample
 from ..data.synthetic import SyntheticMultiViewDataset, load_manifest
 from ..parsing.augment import colour_jitter
+from ..runs import save_torch
 
 _CACHE: dict[tuple, "TripletTensors"] = {}
 
@@ -60,16 +63,39 @@ def load_triplets(dataset: Dataset, progress: bool = True, description: str = "l
                           torch.stack(present), torch.stack(lm3d).float() if has_3d else None)
 
 
-def synthetic_triplets(root: str | os.PathLike, split: str, progress: bool = True) -> TripletTensors:
-    """The ``split`` of a generated synthetic benchmark as :class:`TripletTensors` (cached per process, refreshed
-    when the benchmark's manifest changes)."""
+TRIPLET_CACHE_FOLDER = "triplets"
+"""Folder inside a benchmark where :func:`synthetic_triplets` keeps each split's tensors."""
 
+
+def synthetic_triplets(root: str | os.PathLike, split: str, progress: bool = True) -> TripletTensors:
+    """The ``split`` of a generated synthetic benchmark as :class:`TripletTensors`.
+
+    Cached per process and on disk (``<root>/triplets/<split>.pt``, written atomically, read with
+    ``weights_only=True``), both keyed by the SHA-256 of the benchmark's ``manifest.csv``: decoding the PNGs of
+    3,000 triplets takes about 40 s on one core, which every training process of the tables would otherwise pay;
+    a regenerated benchmark (another manifest) is read from its images again, an unreadable cache is ignored."""
     manifest = Path(root) / "manifest.csv"
-    key = (str(Path(root).resolve()), split, manifest.stat().st_mtime_ns if manifest.is_file() else None)
-    if key not in _CACHE:
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None
+    key = (str(Path(root).resolve()), split, digest)
+    if key in _CACHE:
+        return _CACHE[key]
+    path = Path(root) / TRIPLET_CACHE_FOLDER / f"{split}.pt"
+    cached = None
+    if digest is not None and path.is_file():
+        try:
+            cached = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:                        # an unreadable cache is re-read from the images, not trusted
+            cached = None
+    if isinstance(cached, dict) and cached.get("manifest_sha256") == digest and cached.get("split") == split:
+        data = TripletTensors(**{f.name: cached[f.name] for f in dataclasses.fields(TripletTensors)})
+    else:
         dataset = SyntheticMultiViewDataset(root, split, load_mesh=False)
-        _CACHE[key] = load_triplets(dataset, progress, f"loading {split} triplets")
-    return _CACHE[key]
+        data = load_triplets(dataset, progress, f"loading {split} triplets")
+        if digest is not None:
+            save_torch({**{f.name: getattr(data, f.name) for f in dataclasses.fields(TripletTensors)},
+                        "manifest_sha256": digest, "split": split}, path)
+    _CACHE[key] = data
+    return data
 
 
 @dataclass

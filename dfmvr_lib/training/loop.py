@@ -16,7 +16,8 @@ its files):
 - ``metrics.csv``: per step ``step, total, photo, mask, landmark_2d, landmark_3d, regularisation, reflectance,
   lighting, consistency, cross_view, lr, seconds``;
 - ``validation.csv``: ``step, network_mm, mean_face_mm, ...`` of the validation passes;
-- ``final.pt`` (model state + config) and ``done.json`` at the end (steps, training seconds and the git commit(s)
+- ``final.pt`` (model state + config; its batch-norm statistics recomputed over the last training batches,
+  :mod:`dfmvr_lib.training.batch_norm`) and ``done.json`` at the end (steps, training seconds and the git commit(s)
   that trained the run, :func:`dfmvr_lib.runs.done_record`); a finished run is reused as is.
 
 Batches, augmentation and view dropping are drawn from generators seeded by (seed, step) and the data position is
@@ -48,10 +49,11 @@ from ..face_model.base import MorphableModel
 from ..face_model.factory import load_face_model
 from ..networks import build_network, per_view_faces
 from ..parsing import frozen_parser, load_run_model
-from ..precision import precision_note, resolve_precision
+from ..precision import autocast, precision_note, resolve_precision
 from ..provenance import REPOSITORY_ROOT
 from ..runs import (FINAL, METRICS, VALIDATION, ResumableRun, Tables, keyed_run_dir, load_checkpoint_file,
                     read_dataset_settings, runs_dir, settle_thread_pools)
+from .batch_norm import batch_norm_state, recompute_batch_norm_statistics, restore_batch_norm_state
 from .data import (TrainingBatch, TripletTensors, batch_indices, make_batch, step_generator, synthetic_meshes,
                    synthetic_triplets)
 from .forward import batch_loss, reconstruct
@@ -62,6 +64,8 @@ from .validation import summarise_vertex_errors, vertex_error_table
 LOSS_COLUMNS = ("total", "photo", "mask", "landmark_2d", "landmark_3d", "regularisation", "reflectance", "lighting",
                 "consistency", "cross_view")
 METRIC_COLUMNS = ("step",) + LOSS_COLUMNS + ("lr", "seconds")
+PRECISE_BN_BATCHES = 32
+"""Training batches a validation pass recomputes the batch-norm statistics over (:func:`_validate`)."""
 
 
 def default_runs_root() -> Path:
@@ -318,15 +322,49 @@ def _train_step(training: _Training, data: TripletTensors, step: int, mask_activ
     return mean_over_ranks(terms.values()), lr
 
 
-def _validate(training: _Training, validation: _Validation, log: _Log, step: int, main: bool) -> None:
+def _population_statistics(training: _Training, data: TripletTensors, step: int) -> int:
+    """Recompute the network's batch-norm statistics over the batches of the last (up to)
+    :data:`PRECISE_BN_BATCHES` steps before ``step`` (the same draws as in training; the global batch in one
+    process); returns the number of batches used. Skipped (0) with SyncBatchNorm on several processes, whose
+    training-mode forward would wait for the other ranks."""
+    config = training.config
+    if rank_and_world()[1] > 1 and any(isinstance(m, torch.nn.SyncBatchNorm) for m in training.network.modules()):
+        return 0
+    options = dict(colour_augment=config.training.colour_augment, single_view_mode=config.training.single_view_mode)
+    steps = range(max(0, step - PRECISE_BN_BATCHES), step)
+    batches = (make_batch(data, batch_indices(len(data), config.training.batch_size, s, config.seed),
+                          step_generator(config.seed, s), **options, device=training.device) for s in steps)
+
+    def forward(network, batch):
+        with autocast(training.precision, torch.device(training.device).type):
+            network(batch.network_images, batch.network_parse_maps)
+    return recompute_batch_norm_statistics(training.network, batches, forward)
+
+
+def _validate(training: _Training, validation: _Validation, log: _Log, step: int, main: bool,
+              data: TripletTensors, final: bool) -> None:
     """A validation pass after ``step`` steps (rank 0, when there is a validation split): a row of
-    :func:`summarise_vertex_errors` in ``log.validation_rows``; its seconds are not training time."""
-    if validation.data is None or not main:
+    :func:`summarise_vertex_errors` in ``log.validation_rows``; its seconds are not training time.
+
+    The pass evaluates with population batch-norm statistics (:mod:`dfmvr_lib.training.batch_norm`, over the last
+    :data:`PRECISE_BN_BATCHES` training batches): in the middle of training they are put back afterwards (the
+    training, its checkpoints and a resume see the running averages as before); after the last step (``final``)
+    they stay, so the saved network is the one the last validation row measured (also without a validation
+    split: the saved network always carries population statistics)."""
+    if not main:
+        return
+    if validation.data is None:
+        if final:
+            _population_statistics(training, data, step)
         return
     started = time.perf_counter()
+    saved = batch_norm_state(training.network)
+    _population_statistics(training, data, step)
     table = vertex_error_table(training.network, training.model, training.camera, validation.data, validation.meshes,
                                batch_size=training.config.training.batch_size, precision=training.precision,
                                limit=training.config.training.validation_samples)
+    if not final:
+        restore_batch_norm_state(training.network, saved)
     took = time.perf_counter() - started
     log.paused += took
     log.validation_rows.append({"step": step, "seconds": log.seconds(), "validation_seconds": took,
@@ -361,10 +399,10 @@ def _run_steps(training: _Training, run: ResumableRun, log: _Log, data: TripletT
                                                                    "landmark_3d")})
         finished_step = step + 1
         if schedule.validate_every and finished_step % schedule.validate_every == 0 and finished_step < steps:
-            _validate(training, validation, log, finished_step, run.main)
+            _validate(training, validation, log, finished_step, run.main, data, final=False)
         if finished_step % schedule.checkpoint_every == 0 or finished_step == steps:
             if finished_step == steps:
-                _validate(training, validation, log, finished_step, run.main)
+                _validate(training, validation, log, finished_step, run.main, data, final=True)
             _checkpoint(training, run, log, finished_step)
     bar.close()
     return True
@@ -416,7 +454,7 @@ def train_reconstruction(config: WorkbookConfig, dataset_root: str | os.PathLike
                            pd.DataFrame(log.validation_rows), reused=False, resumed_from=run.resumed_from,
                            seconds=time.perf_counter() - log.began, finished=False)
     if not log.validation_rows or log.validation_rows[-1]["step"] != training.steps:
-        _validate(setup, validation, log, training.steps, run.main)
+        _validate(setup, validation, log, training.steps, run.main, data, final=True)
     setup.network.eval()
     tables = run.finish({"model": setup.network.state_dict(), "config": config.to_dict()}, log.tables(),
                         training.steps, log.rows[-1]["seconds"] if log.rows else 0.0)

@@ -146,4 +146,4 @@ def save_figure(fig, path, dpi: int = 150) -> None:
     """Write ``fig`` to ``path`` atomically; the format follows the suffix (default PNG)."""
     suffix = os.path.splitext(os.fspath(path))[1].lstrip(".") or "png"
     with atomic_path(path) as temporary:
-        fig.savefig(temporary, dpi=dpi, format=suffix)
+        fig.savefig(temporary, dpi=dpi, format=suffix, bbox_inches="tight")   # legends placed outside the axes included

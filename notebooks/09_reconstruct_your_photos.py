@@ -211,8 +211,9 @@ if triplets:
     per_triplet = held_out.groupby(["triplet", "reconstruction"], sort=False)["held_out_px"].mean().unstack()
     display(per_triplet.round(2))
     display(summarise_held_out(held_out).round(3))
-    axis = per_triplet.plot.bar(figsize=(7, 3), ylabel="held-out landmark error (px at 224)", rot=0,
+    axis = per_triplet.plot.bar(figsize=(8, 3), ylabel="held-out landmark error (px at 224)", rot=0,
                                 title="held-out-view landmark error per triplet (lower is better)")
+    axis.legend(title="reconstruction", loc="upper left", bbox_to_anchor=(1.0, 1.0))   # beside the bars, not on them
     plots.save_figure(axis.figure, figures / "09_held_out_views.png")
 
 # %% [markdown]

@@ -125,3 +125,32 @@ def test_every_library_import_inside_a_function_says_why():
                 if not any("#" in line for line in group):
                     unexplained.append(f"{path.relative_to(LIBRARY.parent)}:{node.lineno}")
     assert unexplained == [], "library imports inside functions without a comment naming the cycle or the cost"
+
+
+def test_parallel_kernels_run_without_a_threading_layer_warning():
+    """A process that imports the library and open3d (whose bundled TBB is too old for numba) and then launches a
+    numba parallel kernel prints no NumbaWarning (numba's default order tries TBB first: it warned in every
+    notebook) and runs on OpenMP."""
+    import pytest
+
+    pytest.importorskip("open3d")
+    import os
+    import subprocess
+    import sys
+
+    code = ("import warnings; warnings.simplefilter('error')\n"
+            "import dfmvr_lib, open3d, numba, numpy as np\n"
+            "@numba.njit(parallel=True)\n"
+            "def total(a):\n"
+            "    s = 0.0\n"
+            "    for i in numba.prange(a.size):\n"
+            "        s += a[i]\n"
+            "    return s\n"
+            "assert total(np.ones(64)) == 64.0\n"
+            "print(numba.threading_layer())\n")
+    environment = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER_PRIORITY"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment,
+                            cwd=LIBRARY.parent, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "NumbaWarning" not in result.stderr
+    assert result.stdout.strip() == "omp"

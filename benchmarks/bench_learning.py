@@ -15,7 +15,9 @@ each curve is the comparable one.
 
 A plain run trains :data:`DEFAULT_VARIANTS` (the profile and the changes it was chosen over, about 35 minutes);
 the study the previous profile (300 x 4 subjects, L_3d weight 1) was chosen from is kept in
-``results/benchmarks/learning_previous_profile.md`` / ``.csv``.
+``results/benchmarks/learning_previous_profile.md`` / ``.csv``. The committed ``learning.*`` was run (at bd1a30d)
+when the profile trained 4 triplets per step: its "cpu profile" rows are that profile, and its "batch 8" variant is
+the batch size the profile took from it (a rerun trains the current profile and "batch 4" instead).
 
 Timing: two variants train side by side, one torch / numba thread each, as the cpu profile trains the tables
 (``experiments.parallel_trainings = 2``); ``minutes`` is a run's own training wall-clock without its validation
@@ -67,7 +69,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "L_3d weight 1 (paper)": ("3D landmark weight 1, the paper's (the profile: 10)", {"losses.landmark_3d": 1.0}),
     "data 300 x 4": ("300 train subjects with four samples each (the previous profile's data)", PREVIOUS_DATA),
     "w/o L_3d": ("DF-MVR w/o L_3d", NO_L3D),
-    "batch 8": ("8 triplets per step", {"training.batch_size": 8}),
+    "batch 4": ("4 triplets per step (the profile before this study)", {"training.batch_size": 4}),
+    "batch 8": ("8 triplets per step (the profile's batch since this study)", {"training.batch_size": 8}),
     "oracle inputs": ("ground-truth masks and exact landmarks (oracle)",
                       {"training.input_masks": "ground_truth", "training.landmark_noise_nme": 0.0}),
     "regularisation 3e-4 (paper)": ("coefficient prior weight 3e-4, the paper's", {"losses.regularisation": 3e-4}),
@@ -80,7 +83,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                           {"training.learning_rate": 3e-3, "training.warmup_steps": 50}),
     "group norm": ("group norm instead of batch norm", {"network.normalization": "group"}),
 }
-DEFAULT_VARIANTS = ("cpu profile", "L_3d weight 1 (paper)", "data 300 x 4", "w/o L_3d", "batch 8", "oracle inputs")
+DEFAULT_VARIANTS = ("cpu profile", "L_3d weight 1 (paper)", "data 300 x 4", "w/o L_3d", "batch 4", "oracle inputs")
 """What a plain run trains (about 35 minutes on 2 cores); the others with ``--only``."""
 
 

@@ -138,3 +138,16 @@ def write_table(frame, path: str | os.PathLike, config=None):
     with atomic_path(path) as temporary:
         frame.to_csv(temporary, index=False)
     return Path(path)
+
+
+#: Columns of a result table that are labels, not numbers: a commit such as ``0086589``, a config hash of digits
+#: only, a seed list ``"0 1"``; pandas would read an all-digit value as an integer and drop its leading zeros.
+TEXT_COLUMNS = ("git_commit", "trained_at_commit", "config_hash", "seeds", "run_dir", "run_dirs", "parser_run_dir")
+
+
+def read_table(path: str | os.PathLike):
+    """A result table written by :func:`write_table`, as a pandas DataFrame with the :data:`TEXT_COLUMNS` kept as
+    text (``pandas.read_csv(path, dtype={"git_commit": str, ...})`` does the same). Empty cells stay NaN."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype={name: str for name in TEXT_COLUMNS})

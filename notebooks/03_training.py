@@ -66,7 +66,10 @@ config.network, config.training
 # warm-up, normalisation, loss balance, pose-head start, data size, oracle inputs) for the same number of steps, two
 # side by side with one thread each, and records the validation error against training minutes, with the mean face
 # and the ceiling as lines (right: the fraction of the mean-face -> ceiling gap closed, comparable across validation
-# sets). The committed study is `results/benchmarks/learning.md`; it is read here, not rerun.
+# sets). The committed study is `results/benchmarks/learning.md`; it is read here, not rerun. It was run when the
+# profile trained 4 triplets per step (its "cpu profile" rows); the profile took its "batch 8" variant from it (at
+# equal minutes far ahead on validation: 4 triplets sit on the mean-face plateau for ~500 steps), with 1,000 steps
+# here and 300 per table run to keep the main job's wall-clock.
 
 # %%
 study = REPOSITORY_ROOT / "results" / "benchmarks" / "learning.csv"

@@ -26,6 +26,8 @@ import pandas as pd
 import pytest
 import torch
 
+from dfmvr_lib.provenance import read_table
+
 psutil = pytest.importorskip("psutil")
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -188,7 +190,7 @@ def check_files_whole(root: Path) -> dict[str, int]:
 
 
 def tables(root: Path) -> dict[str, pd.DataFrame]:
-    return {p.name: pd.read_csv(p) for p in sorted((root / "results" / "tables").glob("*.csv"))}
+    return {p.name: read_table(p) for p in sorted((root / "results" / "tables").glob("*.csv"))}
 
 
 def final_weights(root: Path) -> dict[str, dict]:

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from dfmvr_lib import provenance, run_notebooks
-from dfmvr_lib.provenance import atomic_path, remove_stale_temporaries, write_table
+from dfmvr_lib.provenance import atomic_path, read_table, remove_stale_temporaries, write_table
 from dfmvr_lib.runs import done_record, run_columns, run_label, trained_at_commit, training_commits
 
 matplotlib.use("Agg")
@@ -454,3 +454,13 @@ def test_run_file_names_and_places_are_defined_once():
                    "experiments/executors.py", "experiments/tables.py", "distributed.py", "workbook.py"):
         text = (REPOSITORY / "dfmvr_lib" / module).read_text()
         assert [name for name in names if name in text] == [], module
+
+
+def test_read_table_keeps_an_all_digit_commit_as_text(tmp_path):
+    # a short commit hash can be all digits ("0086589"): plain read_csv makes it the integer 86589
+    frame = pd.DataFrame({"method": ["a"], "trained_at_commit": ["0086589"], "seeds": ["0 1"], "rmse_mm": [1.5]})
+    path = write_table(frame, tmp_path / "t.csv")
+    assert pd.read_csv(path).loc[0, "trained_at_commit"] == 86589     # the trap read_table avoids
+    table = read_table(path)
+    assert table.loc[0, "trained_at_commit"] == "0086589" and table.loc[0, "seeds"] == "0 1"
+    assert table.loc[0, "rmse_mm"] == 1.5

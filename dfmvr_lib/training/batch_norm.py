@@ -1,8 +1,9 @@
 """Population statistics for the network's batch-norm layers ("precise BN").
 
 Batch norm trains on each batch's own statistics and evaluates with running averages (momentum 0.1: roughly the
-last ten batches). At the cpu profile's batch of 4 triplets the regressor's late stages normalise over a few dozen
-values per channel, so the running averages are noisy and, while the learning rate is high, they lag the weights:
+last ten batches). At a batch of 4 triplets (the cpu profile before it took 8) the regressor's late stages
+normalise over a few dozen values per channel, so the running averages are noisy and, while the learning rate is
+high, they lag the weights:
 measured on the cpu benchmark, a DF-MVR network evaluated with its running averages in the middle of training was no
 better than the mean face, and 0.3 mm better with the statistics recomputed (the same weights). At the end of a
 cosine schedule the two agree within 0.01 mm.

@@ -401,9 +401,9 @@ def _profiles() -> dict[str, WorkbookConfig]:
     # trainings side by side (1.75x the throughput of one two-thread training on 2 cores), 8 triplets per step
     # (the study's "batch 8" variant: a step costs 1.5x that of 4 triplets, and at equal wall-clock it is far ahead
     # on validation: 0.13 of the gap closed after 5.0 minutes against 0.01 for 4 triplets after 5.1 minutes; 4
-    # triplets sit on the mean-face plateau for ~500 steps). Lengths fit the main job on 2 cores in fp32 at the
-    # step cost of the study: notebook 03 trains 1,000 steps (the wall-clock of the previous 1,500 steps of 4
-    # triplets), the tables 300 steps per run (0.9x the wall-clock of the previous 500 steps of 4 triplets).
+    # triplets sit on the mean-face plateau for ~500 steps). Lengths: notebook 03 trains 1,000 steps, the tables
+    # 300 steps per run (chosen at the study's 1.5x step cost; in the main job at 421300c a step cost 1.7x and the
+    # job took 96 minutes from scratch in fp32, over the 90-minute target).
     cpu = WorkbookConfig(
         profile="cpu",
         image_size=64,

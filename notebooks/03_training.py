@@ -68,8 +68,8 @@ config.network, config.training
 # and the ceiling as lines (right: the fraction of the mean-face -> ceiling gap closed, comparable across validation
 # sets). The committed study is `results/benchmarks/learning.md`; it is read here, not rerun. It was run when the
 # profile trained 4 triplets per step (its "cpu profile" rows); the profile took its "batch 8" variant from it (at
-# equal minutes far ahead on validation: 4 triplets sit on the mean-face plateau for ~500 steps), with 1,000 steps
-# here and 300 per table run to keep the main job's wall-clock.
+# equal minutes far ahead on validation: 4 triplets sit on the mean-face plateau for ~500 steps), with 850 steps
+# here and 260 per table run to keep the main job inside 90 minutes (a batch-8 step costs 1.7x a batch-4 step).
 
 # %%
 study = REPOSITORY_ROOT / "results" / "benchmarks" / "learning.csv"

@@ -82,6 +82,16 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "lr 3e-3 + warm-up": ("learning rate 3e-3 after 50 warm-up steps",
                           {"training.learning_rate": 3e-3, "training.warmup_steps": 50}),
     "group norm": ("group norm instead of batch norm", {"network.normalization": "group"}),
+    "spatial pool 8": ("the regressor's feature also holds its input map pooled to 8 x 8",
+                       {"network.spatial_pool": 8}),
+    "w/o L_3d, spatial pool 8": ("DF-MVR w/o L_3d, input map pooled to 8 x 8",
+                                 {**NO_L3D, "network.spatial_pool": 8}),
+    "w/o L_3d, spatial pool 8, regularisation 1e-2": ("DF-MVR w/o L_3d, input map pooled to 8 x 8, prior weight 1e-2",
+                                                      {**NO_L3D, "network.spatial_pool": 8,
+                                                       "losses.regularisation": 1e-2}),
+    "w/o L_3d, spatial pool 8, regularisation 3e-2": ("DF-MVR w/o L_3d, input map pooled to 8 x 8, prior weight 3e-2",
+                                                      {**NO_L3D, "network.spatial_pool": 8,
+                                                       "losses.regularisation": 3e-2}),
 }
 DEFAULT_VARIANTS = ("cpu profile", "L_3d weight 1 (paper)", "data 300 x 4", "w/o L_3d", "batch 4", "oracle inputs")
 """What a plain run trains (about 35 minutes on 2 cores); the others with ``--only``."""
@@ -144,6 +154,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help=f"variant names (default {list(DEFAULT_VARIANTS)})")
     parser.add_argument("--data-dir", default=str(ROOT / "data" / "learning"))
     parser.add_argument("--output", default=str(ROOT / "results" / "benchmarks"))
+    parser.add_argument("--keep-others", action="store_true",
+                        help="keep the rows of the variants not run from the existing learning.csv (each row says "
+                             "its commit and steps)")
     args = parser.parse_args()
 
     names = args.only or list(DEFAULT_VARIANTS)
@@ -169,21 +182,30 @@ def main() -> None:
                                                                                - frame["ceiling_mm"])
         frames.append(frame)
     curves = pd.concat(frames, ignore_index=True)
+    curves["steps"] = args.steps
     output = Path(args.output)
+    previous = output / "learning.csv"
+    if args.keep_others and previous.is_file():          # the other variants' rows as they were measured
+        kept = pd.read_csv(previous)
+        if "steps" not in kept.columns:
+            kept["steps"] = kept.groupby("variant")["step"].transform("max")
+        curves = pd.concat([kept[~kept["variant"].isin(names)], curves], ignore_index=True)
     write_table(curves, output / "learning.csv")
     save_figure(learning_figure(curves), output / "learning.png")
     last = curves.groupby("variant", sort=False).tail(1)
     lines = [f"# Learning efficiency of the cpu profile ({datetime.date.today()}, commit {git_commit()}, "
-             f"{precision_note('auto')}, {args.steps} steps, validation every {args.every})", "",
+             f"{precision_note('auto')}, validation every {args.every} steps)", "",
              f"Validation vertex error (first {VALIDATION_TRIPLETS} pixelface-like validation triplets) after the "
              "last step of each "
-             "variant; `minutes` = its training wall-clock (1 thread, two runs side by side on 2 cores). "
+             "variant; `minutes` = its training wall-clock (1 thread, two runs side by side on 2 cores); `commit` = "
+             "where the variant was trained (rows kept from earlier runs of the study say theirs). "
              "Curves: `learning.png`, `learning.csv`. Produced by `benchmarks/bench_learning.py`.", "",
-             "| variant | change | minutes | network mm | mean face mm | ceiling mm | gap closed |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "| variant | change | steps | minutes | network mm | mean face mm | ceiling mm | gap closed | commit |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for _, row in last.iterrows():
-        lines.append(f"| {row['variant']} | {row['change']} | {row['minutes']:.1f} | {row['network_mm']:.3f} | "
-                     f"{row['mean_face_mm']:.3f} | {row['ceiling_mm']:.3f} | {row['gap_closed']:.3f} |")
+        lines.append(f"| {row['variant']} | {row['change']} | {int(row['steps'])} | {row['minutes']:.1f} | "
+                     f"{row['network_mm']:.3f} | {row['mean_face_mm']:.3f} | {row['ceiling_mm']:.3f} | "
+                     f"{row['gap_closed']:.3f} | {row['trained_at_commit']} |")
     with atomic_path(output / "learning.md") as temporary:
         Path(temporary).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

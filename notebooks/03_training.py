@@ -66,10 +66,13 @@ config.network, config.training
 # warm-up, normalisation, loss balance, pose-head start, data size, oracle inputs) for the same number of steps, two
 # side by side with one thread each, and records the validation error against training minutes, with the mean face
 # and the ceiling as lines (right: the fraction of the mean-face -> ceiling gap closed, comparable across validation
-# sets). The committed study is `results/benchmarks/learning.md`; it is read here, not rerun. It was run when the
-# profile trained 4 triplets per step (its "cpu profile" rows); the profile took its "batch 8" variant from it (at
-# equal minutes far ahead on validation: 4 triplets sit on the mean-face plateau for ~500 steps), with 850 steps
-# here and 260 per table run to keep the main job inside 90 minutes (a batch-8 step costs 1.7x a batch-4 step).
+# sets). The committed study is `results/benchmarks/learning.md`; it is read here, not rerun. Its first rows were run
+# when the profile trained 4 triplets per step (its "cpu profile" rows); the profile took its "batch 8" variant from
+# them (at equal minutes far ahead on validation: 4 triplets sit on the mean-face plateau for ~500 steps). The
+# "spatial pool 8" rows came later: the heads also read the fused map average-pooled to 8 x 8 (global average
+# pooling alone throws away where the face's parts are). At 800 steps it closed 0.285 of the gap on validation
+# against 0.173 for "batch 8", and it is the profile now. DF-MVR w/o L_3d stays far worse than the mean face with
+# it too (its rows). Notebook 03 trains 850 steps and each table run 260, which keeps the main job inside 90 minutes.
 
 # %%
 study = REPOSITORY_ROOT / "results" / "benchmarks" / "learning.csv"

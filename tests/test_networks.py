@@ -137,6 +137,45 @@ def test_regressor_shapes_layout_and_width(name):
         build_regressor("vgg", 8, 1.0)
 
 
+@pytest.mark.parametrize("name", ["rednet50", "resnet50"])
+def test_regressor_spatial_pool_keeps_where_features_are(name):
+    """spatial_pool k: the feature is the globally pooled last stage (as without it) followed by the input map
+    pooled to k x k; the k x k part tells a pattern on the left of the input from the same pattern on the right."""
+    torch.manual_seed(0)
+    plain = build_regressor(name, 8, REGRESSOR_WIDTH).eval()
+    torch.manual_seed(0)
+    spatial = build_regressor(name, 8, REGRESSOR_WIDTH, spatial_pool=4).eval()
+    assert spatial.out_features == plain.out_features + 8 * 16
+    x = torch.zeros(2, 8, 64, 64)
+    x[0, :, 20:30, 4:14] = 1.0                          # the same blob, left ...
+    x[1, :, 20:30, 50:60] = 1.0                         # ... and right
+    with torch.no_grad():
+        out, reference = spatial(x), plain(x)
+    assert out.shape == (2, spatial.out_features)
+    torch.testing.assert_close(out[:, :plain.out_features], reference)     # same weights, same pooled part
+    grid = out[:, plain.out_features:].reshape(2, 8, 4, 4)
+    assert grid[0, :, 1, 0].min() > 0 and grid[0, :, :, 1:].abs().max() == 0   # the left blob: left column only
+    assert grid[1, :, 1, 3].min() > 0 and grid[1, :, :, :3].abs().max() == 0
+    torch.testing.assert_close(grid[0, :, 1, 0], torch.full((8,), 10 * 10 / 256.0))   # its mean over the 16 x 16 cell
+    x = torch.randn(2, 8, 64, 64, requires_grad=True)
+    (spatial(x) ** 2).sum().backward()
+    assert all(p.grad is not None for p in spatial.stages[0].parameters()) and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="spatial_pool"):
+        build_regressor(name, 8, REGRESSOR_WIDTH, spatial_pool=-1)
+
+
+def test_spatial_pool_reaches_every_network():
+    """NetworkConfig.spatial_pool builds the heads on the wider feature, for DF-MVR and the baselines' network."""
+    for backbone in ("tri_unet", "single_image"):
+        config = get_config("smoke", {"network.spatial_pool": 2, "network.backbone": backbone})
+        network = build_network(config)
+        assert network.regressor.spatial_pool == 2
+        assert network.heads["identity"].in_features == network.regressor.out_features
+        images = torch.rand(1, 3, 3, 64, 64)
+        coefficients = network(images, torch.zeros(1, 3, 64, 64, dtype=torch.long))
+        assert coefficients.identity.shape[-1] == config.face_model.identity_components
+
+
 def test_scaled_channels():
     assert [scaled_channels(c, 0.125) for c in (64, 128, 256, 512)] == [8, 16, 32, 64]
     assert [scaled_channels(c, 1.0) for c in (64, 128, 256, 512)] == [64, 128, 256, 512]

@@ -67,6 +67,9 @@ class DFMVRNet(nn.Module):
         angle_scale: radians per unit of the angle head's raw output.
         translation_scale_mm: millimetres per unit of the translation head's raw output.
         initial_yaws: radians, one per view: the yaw the pose heads start at (default all 0, frontal).
+        coordinate_channels: append the pixel coordinates as two input channels (CoordConv).
+        spatial_pool: k > 0: the regressor's feature also holds its input map pooled to k x k
+            (:mod:`~dfmvr_lib.networks.regressors`; 0 = global average pooling only, the paper).
 
     ``forward(images (B, S, 3, H, W) float in [0, 1], parse_maps (B, S, H, W) int64 labels 0..9)`` ->
     :class:`~dfmvr_lib.scene.FaceCoefficients` with identity (B, K_id), expression (B, K_exp), albedo (B, K_alb),
@@ -83,7 +86,7 @@ class DFMVRNet(nn.Module):
                  regressor_width: float = 1.0, mask_encoding: str = "onehot", fused_channels: int = 64,
                  identity_components: int = 80, expression_components: int = 64, albedo_components: int = 80,
                  num_views: int = 3, angle_scale: float = 1.0, translation_scale_mm: float = 10.0,
-                 initial_yaws: tuple[float, ...] = (), coordinate_channels: bool = False):
+                 initial_yaws: tuple[float, ...] = (), coordinate_channels: bool = False, spatial_pool: int = 0):
         super().__init__()
         self.mask_encoding = mask_encoding
         self.coordinate_channels = coordinate_channels
@@ -92,7 +95,7 @@ class DFMVRNet(nn.Module):
         self.angle_scale = float(angle_scale)
         self.translation_scale_mm = float(translation_scale_mm)
         self.backbone = build_backbone(backbone, self.in_channels, base_width, fused_channels, num_views)
-        self.regressor = build_regressor(regressor, fused_channels, regressor_width)
+        self.regressor = build_regressor(regressor, fused_channels, regressor_width, spatial_pool)
         self.heads = coefficient_heads(self.regressor.out_features, identity_components, expression_components,
                                        albedo_components, num_views)
         if initial_yaws:

@@ -40,7 +40,8 @@ def build_network(config: WorkbookConfig) -> nn.Module:
     if network_class(network) is SingleImageNet:
         built = SingleImageNet(network.regressor, network.regressor_width, face_model.identity_components,
                                face_model.expression_components, face_model.albedo_components,
-                               network.angle_scale, network.translation_scale_mm, network.coordinate_channels)
+                               network.angle_scale, network.translation_scale_mm, network.coordinate_channels,
+                               network.spatial_pool)
         return replace_batch_norm(built, network.normalization)
     return replace_batch_norm(DFMVRNet(
         backbone=network.backbone, base_width=network.base_width, regressor=network.regressor,
@@ -49,7 +50,7 @@ def build_network(config: WorkbookConfig) -> nn.Module:
         expression_components=face_model.expression_components, albedo_components=face_model.albedo_components,
         angle_scale=network.angle_scale, translation_scale_mm=network.translation_scale_mm,
         initial_yaws=tuple(math.radians(y) for y in network.initial_view_yaws_degrees),
-        coordinate_channels=network.coordinate_channels,
+        coordinate_channels=network.coordinate_channels, spatial_pool=network.spatial_pool,
     ), network.normalization)
 
 

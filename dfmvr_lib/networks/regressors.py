@@ -19,6 +19,14 @@ this makes the deep trunk trainable from scratch with small batches.
 
 Shapes: ``forward`` (B, in_channels, H, W) -> (B, out_features) with ``out_features = 4 * channels(512)``
 (2048 at width 1).
+
+**Spatial pooling** (``spatial_pool`` k > 0; a CPU-profile addition, off in the paper): the feature also holds the
+regressor's input map (the backbone's fused map in DF-MVR, the image in the baselines' network) average-pooled to
+k x k and flattened, so ``out_features = 4 * channels(512) + in_channels * k * k``. Global average pooling keeps
+what is in the map but not where; the coefficients of a face depend on where its parts are to a fraction of a
+pixel, and a trunk trained from scratch for a few hundred steps had not learned to carry that through its strides
+and pooling (``results/benchmarks/learning.md``). Pooling the full-resolution input map keeps sub-pixel positions
+as averages; pooling the first stage's map (after the stem's max-pool) learned about half as fast in the study.
 """
 from __future__ import annotations
 
@@ -89,10 +97,13 @@ class _Bottleneck50(nn.Module):
 
     spatial = "conv"
 
-    def __init__(self, in_channels: int, width: float = 1.0):
+    def __init__(self, in_channels: int, width: float = 1.0, spatial_pool: int = 0):
         super().__init__()
+        if spatial_pool < 0:
+            raise ValueError(f"spatial_pool must be >= 0 (0 = global average pooling only), got {spatial_pool}")
         self.in_channels = in_channels
         self.width = width
+        self.spatial_pool = int(spatial_pool)
         self.stem_channels = scaled_channels(64, width)
         self.stem = self._make_stem(in_channels, self.stem_channels)
         stages = []
@@ -106,7 +117,7 @@ class _Bottleneck50(nn.Module):
                 channels = mid * EXPANSION
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
-        self.out_features = channels
+        self.out_features = channels + in_channels * self.spatial_pool ** 2
 
     def _make_stem(self, in_channels: int, channels: int) -> nn.Module:
         raise NotImplementedError
@@ -116,8 +127,12 @@ class _Bottleneck50(nn.Module):
         return self.stages(self.stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, H, W) -> globally average-pooled features (B, out_features)."""
-        return self.feature_map(x).mean(dim=(2, 3))
+        """(B, in_channels, H, W) -> features (B, out_features): the last stage globally average-pooled, then (with
+        ``spatial_pool`` k > 0) the input map average-pooled to k x k, flattened channel-major."""
+        pooled = self.feature_map(x).mean(dim=(2, 3))
+        if not self.spatial_pool:
+            return pooled
+        return torch.cat([pooled, F.adaptive_avg_pool2d(x, self.spatial_pool).flatten(1)], dim=1)
 
 
 class ResNet50(_Bottleneck50):
@@ -168,8 +183,9 @@ class RedNet50(_Bottleneck50):
 REGRESSORS = {"rednet50": RedNet50, "resnet50": ResNet50}
 
 
-def build_regressor(name: str, in_channels: int, width: float = 1.0) -> _Bottleneck50:
-    """Regressor trunk by name: ``"rednet50"`` (paper) or ``"resnet50"`` (ablation v3).
+def build_regressor(name: str, in_channels: int, width: float = 1.0, spatial_pool: int = 0) -> _Bottleneck50:
+    """Regressor trunk by name: ``"rednet50"`` (paper) or ``"resnet50"`` (ablation v3); ``spatial_pool`` as in the
+    module docstring (0 = global average pooling only, the paper).
 
     Returns a module mapping (B, in_channels, H, W) -> (B, module.out_features).
     """
@@ -177,4 +193,4 @@ def build_regressor(name: str, in_channels: int, width: float = 1.0) -> _Bottlen
         cls = REGRESSORS[name]
     except KeyError:
         raise ValueError(f"unknown regressor {name!r}; choose one of {sorted(REGRESSORS)}") from None
-    return cls(in_channels, width)
+    return cls(in_channels, width, spatial_pool)

@@ -25,6 +25,7 @@ class SingleImageNet(nn.Module):
         identity_components, expression_components, albedo_components: K_id, K_exp, K_alb.
         angle_scale, translation_scale_mm: output scales of the pose heads (as in :class:`DFMVRNet`).
         coordinate_channels: append the pixel coordinates as two input channels (as in :class:`DFMVRNet`).
+        spatial_pool: the regressor's input (the image) pooled to k x k in its feature (as in :class:`DFMVRNet`).
 
     ``forward(images (B, S, 3, H, W) in [0, 1], parse_maps=None)`` -> :class:`~dfmvr_lib.scene.FaceCoefficients`
     of B * S faces with one view each: identity (B*S, K_id), ..., angles (B*S, 1, 3), translation (B*S, 1, 3).
@@ -39,12 +40,12 @@ class SingleImageNet(nn.Module):
 
     def __init__(self, regressor: str = "resnet50", regressor_width: float = 1.0, identity_components: int = 80,
                  expression_components: int = 64, albedo_components: int = 80, angle_scale: float = 1.0,
-                 translation_scale_mm: float = 10.0, coordinate_channels: bool = False):
+                 translation_scale_mm: float = 10.0, coordinate_channels: bool = False, spatial_pool: int = 0):
         super().__init__()
         self.angle_scale = float(angle_scale)
         self.translation_scale_mm = float(translation_scale_mm)
         self.coordinate_channels = coordinate_channels
-        self.regressor = build_regressor(regressor, 5 if coordinate_channels else 3, regressor_width)
+        self.regressor = build_regressor(regressor, 5 if coordinate_channels else 3, regressor_width, spatial_pool)
         self.heads = coefficient_heads(self.regressor.out_features, identity_components, expression_components,
                                        albedo_components, views=1)
 

@@ -191,7 +191,7 @@ def main() -> None:
             kept["steps"] = kept.groupby("variant")["step"].transform("max")
         curves = pd.concat([kept[~kept["variant"].isin(names)], curves], ignore_index=True)
     write_table(curves, output / "learning.csv")
-    save_figure(learning_figure(curves), output / "learning.png")
+    save_figure(learning_figure(curves, validation_triplets=VALIDATION_TRIPLETS), output / "learning.png")
     last = curves.groupby("variant", sort=False).tail(1)
     lines = [f"# Learning efficiency of the cpu profile ({datetime.date.today()}, commit {git_commit()}, "
              f"{precision_note('auto')}, validation every {args.every} steps)", "",

@@ -25,8 +25,9 @@ regressor's input map (the backbone's fused map in DF-MVR, the image in the base
 k x k and flattened, so ``out_features = 4 * channels(512) + in_channels * k * k``. Global average pooling keeps
 what is in the map but not where; the coefficients of a face depend on where its parts are to a fraction of a
 pixel, and a trunk trained from scratch for a few hundred steps had not learned to carry that through its strides
-and pooling (``results/benchmarks/learning.md``). Pooling the full-resolution input map keeps sub-pixel positions
-as averages; pooling the first stage's map (after the stem's max-pool) learned about half as fast in the study.
+and pooling (``results/benchmarks/learning.md``; a linear read-out of the input reaches far more,
+``results/benchmarks/readout.md``). Pooling the full-resolution input map keeps sub-pixel positions as averages;
+pooling the first stage's map instead (after the stem's max-pool) closed less of the gap in the probes.
 """
 from __future__ import annotations
 

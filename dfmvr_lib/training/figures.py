@@ -100,11 +100,13 @@ def vertex_error_figure(table: pd.DataFrame, title: str = "validation split"):
     return fig
 
 
-def learning_figure(curves: pd.DataFrame, highlight: str = "cpu profile"):
+def learning_figure(curves: pd.DataFrame, highlight: str = "spatial pool 8", validation_triplets: int = 80):
     """The learning-efficiency study (``benchmarks/bench_learning.py``, ``results/benchmarks/learning.csv``): for
     each variant the validation vertex error (left, with the mean face and the ceiling of the ``highlight``
     variant's validation set as lines) and the fraction of the mean-face -> ceiling gap it closes (right) against
-    its training minutes. Columns: variant, minutes, network_mm, gap_closed, mean_face_mm, ceiling_mm."""
+    its training minutes (``highlight``: the variant that is the cpu profile now; ``validation_triplets``: how many
+    validation triplets the study used, for the title). Columns: variant, minutes, network_mm, gap_closed,
+    mean_face_mm, ceiling_mm."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     colours, dashes = plt.get_cmap("tab10").colors, ("-", "--", "-.")       # 30 distinct (colour, dash) pairs
     for index, (name, part) in enumerate(curves.groupby("variant", sort=False)):
@@ -124,7 +126,8 @@ def learning_figure(curves: pd.DataFrame, highlight: str = "cpu profile"):
         ax.set_xlabel("training minutes (1 thread, two runs side by side on 2 cores, fp32)")
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="upper left", ncol=2)
-    fig.suptitle("Learning efficiency of the cpu profile (pixelface-like validation, 40 triplets)", fontsize=10)
+    fig.suptitle(f"Learning efficiency of the cpu profile (pixelface-like validation, {validation_triplets} triplets; "
+                 f"bold: {highlight}, the profile)", fontsize=10)
     fig.tight_layout()
     return fig
 

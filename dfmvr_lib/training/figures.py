@@ -105,7 +105,8 @@ def learning_figure(curves: pd.DataFrame, highlight: str = "spatial pool 8", val
     each variant the validation vertex error (left, with the mean face and the ceiling of the ``highlight``
     variant's validation set as lines) and the fraction of the mean-face -> ceiling gap it closes (right) against
     its training minutes (``highlight``: the variant that is the cpu profile now; ``validation_triplets``: how many
-    validation triplets the study used, for the title). Columns: variant, minutes, network_mm, gap_closed,
+    validation triplets the study used, for the title; a study without the ``highlight`` variant draws the mean face
+    and ceiling of its first variant). Columns: variant, minutes, network_mm, gap_closed,
     mean_face_mm, ceiling_mm."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     colours, dashes = plt.get_cmap("tab10").colors, ("-", "--", "-.")       # 30 distinct (colour, dash) pairs
@@ -115,6 +116,8 @@ def learning_figure(curves: pd.DataFrame, highlight: str = "spatial pool 8", val
         axes[0].plot(part["minutes"], part["network_mm"], marker=".", label=name, **style)
         axes[1].plot(part["minutes"], part["gap_closed"], marker=".", label=name, **style)
     reference = curves[curves["variant"] == highlight]
+    if not len(reference):                      # a study without that variant: the lines of its first variant
+        reference = curves[curves["variant"] == curves["variant"].iloc[0]]
     if len(reference):
         axes[0].axhline(reference["mean_face_mm"].iloc[0], color="grey", ls="--", lw=1, label="mean face")
         axes[0].axhline(reference["ceiling_mm"].iloc[0], color="grey", ls=":", lw=1, label="ceiling (oracle fit)")
@@ -126,8 +129,9 @@ def learning_figure(curves: pd.DataFrame, highlight: str = "spatial pool 8", val
         ax.set_xlabel("training minutes (1 thread, two runs side by side on 2 cores, fp32)")
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="upper left", ncol=2)
-    fig.suptitle(f"Learning efficiency of the cpu profile (pixelface-like validation, {validation_triplets} triplets; "
-                 f"bold: {highlight}, the profile)", fontsize=10)
+    bold = f"; bold: {highlight}, the profile" if (curves["variant"] == highlight).any() else ""
+    fig.suptitle(f"Learning efficiency of the cpu profile (pixelface-like validation, {validation_triplets} triplets"
+                 f"{bold})", fontsize=10)
     fig.tight_layout()
     return fig
 

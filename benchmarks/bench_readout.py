@@ -16,7 +16,7 @@ not methods. They say how much shape the inputs carry for a linear read-out; a n
 few hundred steps is compared with them in ``learning.md``.
 
 Usage: ``.venv/bin/python benchmarks/bench_readout.py``. Writes ``results/benchmarks/readout.csv`` and
-``readout.md`` (about two minutes on 2 cores).
+``readout.md`` (about six minutes on 2 cores, most of it the Gram matrices of the pixel inputs).
 """
 from __future__ import annotations
 

@@ -37,8 +37,8 @@ import torch.nn.functional as F  # noqa: E402
 from dfmvr_lib import workbook  # noqa: E402
 from dfmvr_lib.config import get_config  # noqa: E402
 from dfmvr_lib.data.synthetic import load_manifest  # noqa: E402
-from dfmvr_lib.evaluation.ceiling import best_fit_shapes  # noqa: E402
 from dfmvr_lib.face_model.base import NUM_PARTS  # noqa: E402
+from dfmvr_lib.experiments.gap import gap_closed  # noqa: E402
 from dfmvr_lib.face_model.factory import load_face_model  # noqa: E402
 from dfmvr_lib.provenance import atomic_path, git_commit, write_table  # noqa: E402
 from dfmvr_lib.training import aligned_vertex_error_mm, synthetic_meshes  # noqa: E402
@@ -46,7 +46,8 @@ from dfmvr_lib.training.data import TripletTensors, synthetic_triplets  # noqa: 
 from dfmvr_lib.training.input_masks import with_input_masks  # noqa: E402
 from dfmvr_lib.training.landmark_noise import with_landmark_noise  # noqa: E402
 
-VALIDATION_TRIPLETS = 80
+from bench_learning import VALIDATION_TRIPLETS, references  # noqa: E402  (the study's validation lines)
+
 PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 """Ridge penalties tried, relative to the mean squared norm of the features (the best on validation is kept)."""
 
@@ -102,8 +103,8 @@ def main() -> None:
                                   parser_dir, False)
     targets = train_coefficients(root, identity, expression)
     meshes = torch.stack(synthetic_meshes(root, "validation")[:VALIDATION_TRIPLETS]).to(model.mean_shape)
-    mean_face = float(aligned_vertex_error_mm(model.mean_shape.expand_as(meshes), meshes, region).mean())
-    ceiling = float(aligned_vertex_error_mm(best_fit_shapes(model, meshes).vertices, meshes, region).mean())
+    lines_of_study = references(root, config.face_model)
+    mean_face, ceiling = lines_of_study["mean_face_mm"], lines_of_study["ceiling_mm"]
     noise = config.training.landmark_noise_nme
     noisy_train, noisy_validation = with_landmark_noise(train, noise), with_landmark_noise(validation, noise)
     inputs = {
@@ -126,7 +127,7 @@ def main() -> None:
             error = float(aligned_vertex_error_mm(vertices, meshes, region).mean())
             rows.append({"input": name, "features": features.shape[1], "penalty": penalty, "network_mm": error,
                          "mean_face_mm": mean_face, "ceiling_mm": ceiling,
-                         "gap_closed": (mean_face - error) / (mean_face - ceiling)})
+                         "gap_closed": gap_closed(error, mean_face, ceiling)})
             print(f"{name}, penalty {penalty:g}: {error:.3f} mm", flush=True)
     table = pd.DataFrame(rows)
     table["train_triplets"] = len(train)

@@ -242,9 +242,11 @@ def settings_summary() -> str:
     heavy = ("all of one weight" if d.heavy_landmark_weight == 1.0 else
              "the training's nose / inner-mouth weight" if d.heavy_landmark_weight is None else
              f"nose / inner mouth x{d.heavy_landmark_weight:g}")
-    parts = [f"defaults: photo, 2D landmarks {heavy} at {d.landmark_scale:g}x the training's L_2d weight"
-             + ("" if d.jaw_in_side_views else ", without the jaw line in the side views"),
-             f"the coefficient prior x{d.prior_scale:g}",
+    jaw = {(False, False): ", without the jaw line", (True, False): ", the jaw line in the side views only",
+           (False, True): ", the jaw line in the frontal view only", (True, True): ""}
+    parts = [f"defaults: photo x{d.photo_scale:g}, 2D landmarks {heavy} at {d.landmark_scale:g}x the training's "
+             "L_2d weight" + jaw[(d.jaw_in_side_views, d.jaw_in_front_views)],
+             f"the coefficient prior x{d.prior_scale:g} (expression x{d.expression_prior_scale:g} of that)",
              f"albedo within +-{d.albedo_bound:g} sd" if d.albedo_bound is not None else "albedo unbounded",
              "the mask loss through the parser off" if d.mask_weight == 0 else "the mask loss on"]
     return "; ".join(parts)
@@ -329,11 +331,16 @@ def held_out_report(args, base: dict, rows: list[dict]) -> list[str]:
 ABLATIONS = {
     "fitting defaults": {},
     "+ mask loss (training weight 3)": {"mask_weight": None},
-    "+ jaw landmarks in the side views": {"jaw_in_side_views": True},
-    "prior x 10": {"prior_scale": 10.0},
+    "+ jaw landmarks in the frontal view": {"jaw_in_front_views": True},
+    "+ jaw landmarks in every view": {"jaw_in_front_views": True, "jaw_in_side_views": True},
+    "photo term off": {"photo_scale": 0.0},
+    "photo term x 0.25": {"photo_scale": 0.25},
+    "prior x 10 (the training's weight)": {"prior_scale": 10.0},
     "prior x 0.3": {"prior_scale": 0.3},
+    "expression prior x 3": {"expression_prior_scale": 3.0},
 }
-"""Variants of the refinement, each a change of :class:`RefinementSettings` from its defaults."""
+"""Variants of the refinement, each a change of :class:`RefinementSettings` from its defaults (a ``*_scale`` value
+multiplies the default's)."""
 
 
 def ablation_report(args, base: dict, rows: list[dict]) -> list[str]:
@@ -357,7 +364,7 @@ def ablation_report(args, base: dict, rows: list[dict]) -> list[str]:
         reconstructor = trained_reconstructor(args.profile, args.checkpoint, args.data_dir, "ablation (photos)")
     frames = []
     for name, change in ABLATIONS.items():
-        settings = dataclasses.replace(defaults, **{key: (value * defaults.prior_scale if key == "prior_scale"
+        settings = dataclasses.replace(defaults, **{key: (value * getattr(defaults, key) if key.endswith("_scale")
                                                           else value) for key, value in change.items()})
         if reconstructor is not None:
             real = held_out_photo_errors(reconstructor, photo_triplets(args.photos), photo_preparer(reconstructor),

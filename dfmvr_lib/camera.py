@@ -40,6 +40,18 @@ def rotation_to_euler(rotation: torch.Tensor) -> torch.Tensor:
     return torch.stack([pitch, yaw, roll], -1)
 
 
+def canonical_angles(angles: torch.Tensor) -> torch.Tensor:
+    """The same rotations with |yaw| <= 90 deg and pitch, roll in (-180, 180] deg: (..., 3) -> (..., 3) radians.
+
+    Euler angles are not unique: (pitch + pi, pi - yaw, roll + pi) and any multiple of 2 pi give the same rotation.
+    A network's angle head can settle in such a branch (a frontal view as yaw 174 deg with pitch and roll near
+    180 deg); anything that reads the yaw itself (is this a side view? how far is the head turned?) needs this form.
+    Exact for |yaw| < 90 deg (:func:`rotation_to_euler`); gradients do not pass through it.
+    """
+    with torch.no_grad():
+        return rotation_to_euler(euler_to_rotation(angles))
+
+
 def apply_pose(vertices: torch.Tensor, angles: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
     """Pose head-frame vertices: v' = R v + t.
 

@@ -38,7 +38,7 @@ Each photo goes through the workbook's photo pipeline (68 landmarks with dlib's 
 weights are cached; crop aligned to the face model's framing at the network's image size; face-part labels from the
 training run's frozen parser), then the network predicts the morphable-model coefficients of the face and a pose per
 view. With --refine the coefficients and poses are then fitted to the photos (photo loss, 2D landmarks of equal
-weight without the jaw line in the side views, coefficient prior, albedo within +-3 sd; see
+weight without the jaw line, a tenth of the training's coefficient prior, albedo within +-3 sd; see
 dfmvr_lib.reconstruction.fitting.RefinementSettings), starting
 from the network's prediction, or from the mean face when the network's shape explains the photos' landmarks worse
 than the mean face does (--start auto). Views that are not given are black with empty parse maps, as in single-view

@@ -19,11 +19,11 @@
 #
 # The trained DF-MVR network of notebook 03 applied to photos. Each photo is prepared as in notebook 01 (68 landmarks,
 # crop aligned to the face model's framing at the network's image size) and labelled by the frozen face parser of
-# notebook 02 (the network's mask input); the network predicts the face and a pose per view; then a short
-# **multi-view test-time refinement** fits the coefficients and poses to the photos (photo loss, 2D landmarks all of
-# one weight without the jaw line in the side views, the coefficient prior, the albedo within +-3 sd; no 3D landmarks,
-# which need ground truth, and no mask loss: on real photos the parser, trained on synthetic renders, pulled the shape
-# away; the choice of these weights is measured in `dfmvr_lib/reconstruction/fitting.py`). Views that are not given are
+# notebook 02 (the network's mask input); the network predicts the face and a pose per view; then a short **multi-view
+# test-time refinement** fits the coefficients and poses to the photos (photo loss, 2D landmarks all of one weight
+# without the jaw line, a tenth of the training's coefficient prior, the albedo within +-3 sd; no 3D landmarks, which
+# need ground truth, and no mask loss: on real photos the parser, trained on synthetic renders, pulled the shape away;
+# the choice of these weights is measured in `dfmvr_lib/reconstruction/fitting.py`). Views that are not given are
 # black with empty masks, as in single-view training. The same pipeline is the command
 # `dfmvr reconstruct LEFT FRONT RIGHT -o face.obj [--refine]` (see `dfmvr reconstruct --help`).
 #

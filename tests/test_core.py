@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from dfmvr_lib.camera import PerspectiveCamera, apply_pose, euler_to_rotation, rotation_to_euler, view_yaws
+from dfmvr_lib.camera import (PerspectiveCamera, apply_pose, canonical_angles, euler_to_rotation, rotation_to_euler,
+                              view_yaws)
 from dfmvr_lib.config import get_config
 from dfmvr_lib.face_model import MorphableModel, MorphableModelData, vertex_triangle_table
 from dfmvr_lib.lighting import directional_lighting, sh_basis, sh_irradiance
@@ -45,6 +46,15 @@ def test_rotation_composition_order_and_signs():
     assert torch.allclose(rotation, rz @ ry @ rx)
     assert torch.allclose(rotation @ rotation.T, torch.eye(3, dtype=torch.float64))
     assert torch.allclose(rotation_to_euler(rotation), torch.tensor([pitch, yaw, roll], dtype=torch.float64))
+
+
+def test_canonical_angles_bring_the_other_euler_branch_back_to_the_real_turn():
+    turn = torch.tensor([[0.09, -0.44, -0.02], [0.1, 0.1, 0.05]], dtype=torch.float64)     # radians
+    other = torch.stack([turn[:, 0] + math.pi, math.pi - turn[:, 1], turn[:, 2] - math.pi], -1)
+    other[1] += torch.tensor([0.0, 4 * math.pi, -2 * math.pi], dtype=torch.float64)          # and whole turns
+    assert torch.allclose(euler_to_rotation(other), euler_to_rotation(turn))               # the same rotations
+    assert other[:, 1].abs().min() > math.radians(150)                                      # read raw: a side view
+    assert torch.allclose(canonical_angles(other), turn)
 
 
 def test_positive_yaw_turns_nose_to_image_right_and_pitch_down():

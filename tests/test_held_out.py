@@ -1,6 +1,7 @@
 """The held-out-view landmark measure (dfmvr_lib.reconstruction.held_out) and what the fitting looks at
 (jaw-line landmarks of side views, refinement snapshots): a known pose is recovered, the true shape explains a
 held-out view better than another shape, the refinement never sees the held-out view."""
+import dataclasses
 import math
 
 import pytest
@@ -96,18 +97,26 @@ def test_held_out_rows_and_the_refinement_never_sees_the_held_out_view(scene):
         held_out_view_errors(model, camera, start, missing, config.losses, None, refine_steps=())
 
 
-def test_jaw_landmarks_leave_the_side_views_only(scene):
+def test_jaw_landmarks_leave_the_fit_by_default_and_the_side_views_are_judged_by_their_real_turn(scene):
     _, model, _, _, targets = scene
     start = FaceCoefficients.neutral(model, 1, yaws=view_yaws(math.radians(30)))
-    fitted = fitting_targets(targets, start, RefinementSettings())
     jaw = list(JAW_LANDMARKS)
-    assert not fitted.landmark_visibility[0, 0, jaw].any() and not fitted.landmark_visibility[0, 2, jaw].any()
-    assert fitted.landmark_visibility[0, 1].all() and fitted.landmark_visibility[:, :, 17:].all()
+    fitted = fitting_targets(targets, start, RefinementSettings())
+    assert not fitted.landmark_visibility[..., jaw].any() and fitted.landmark_visibility[:, :, 17:].all()
     assert targets.landmark_visibility.all()                          # the caller's targets are not modified
-    kept = fitting_targets(targets, start, RefinementSettings(jaw_in_side_views=True))
+    front = fitting_targets(targets, start, RefinementSettings(jaw_in_front_views=True)).landmark_visibility
+    assert front[0, 1].all() and not front[0, 0, jaw].any() and not front[0, 2, jaw].any()
+    kept = fitting_targets(targets, start, RefinementSettings(jaw_in_side_views=True, jaw_in_front_views=True))
     assert kept.landmark_visibility.all()
     frontal = FaceCoefficients.neutral(model, 1, yaws=torch.tensor([-0.1, 0.0, 0.1]))   # ~6 degrees: not side views
-    assert fitting_targets(targets, frontal, RefinementSettings()).landmark_visibility.all()
+    with_front_jaw = RefinementSettings(jaw_in_front_views=True)
+    assert fitting_targets(targets, frontal, with_front_jaw).landmark_visibility.all()
+    branch = frontal.angles.clone()                   # the same poses in the other Euler branch (yaw near 180 deg)
+    branch[..., 0] += math.pi
+    branch[..., 1] = math.pi - branch[..., 1]
+    branch[..., 2] -= math.pi
+    flipped = dataclasses.replace(frontal, angles=branch)
+    assert fitting_targets(targets, flipped, with_front_jaw).landmark_visibility.all()
 
 
 def test_photo_colours_come_back_from_renders_of_known_vertex_colours(scene):
@@ -165,7 +174,11 @@ def test_fitting_priors_scale_the_training_weights_and_a_stronger_prior_keeps_th
     fitted = RefinementSettings(prior_scale=10.0, albedo_prior_scale=3.0, lighting_prior=5.0).fitting_losses(losses)
     assert fitted.regularisation == pytest.approx(10 * losses.regularisation)
     assert fitted.albedo == pytest.approx(3 * losses.albedo) and fitted.lighting == 5.0
-    training = RefinementSettings(mask_weight=None, heavy_landmark_weight=None, landmark_scale=1.0)
+    terms = RefinementSettings(expression_prior_scale=10.0, photo_scale=0.0).fitting_losses(losses)
+    assert terms.expression == pytest.approx(10 * losses.expression) and terms.photo == 0.0
+    assert terms.regularisation == pytest.approx(0.1 * losses.regularisation)          # the default: x0.1
+    assert terms.identity == losses.identity
+    training = RefinementSettings(mask_weight=None, heavy_landmark_weight=None, landmark_scale=1.0, prior_scale=1.0)
     assert training.fitting_losses(losses) == losses                                 # the training weights
     default = RefinementSettings().fitting_losses(losses)                              # one weight per landmark, x8
     assert default.heavy_landmark_weight == 1.0 and default.landmark_2d == pytest.approx(8 * losses.landmark_2d)

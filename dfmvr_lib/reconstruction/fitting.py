@@ -4,8 +4,8 @@ The network's prediction (or the mean face) is the starting point; Adam then opt
 (identity, expression, albedo, SH lighting, and each view's Euler angles and translation), not the network, for a
 fixed number of steps against the training losses of :func:`dfmvr_lib.training.forward.batch_loss` with the
 weights of :meth:`RefinementSettings.fitting_losses`: the weighted photo loss, the 2D landmark loss (all landmarks
-of one weight, the jaw line left out in the side views) and the coefficient regularisation (plus reflectance /
-lighting priors when weighted). The 3D landmark loss needs ground truth, so it is always off here.
+of one weight, the jaw line left out) and the coefficient regularisation at a tenth of the training's weight (plus
+reflectance / lighting priors when weighted). The 3D landmark loss needs ground truth, so it is always off here.
 
 The defaults were chosen with the held-out-view landmark error (:mod:`dfmvr_lib.reconstruction.held_out`;
 ``benchmarks/bench_refine.py``) on the real development triplets (``shared/fixtures/real_multiview``) and with the
@@ -21,7 +21,24 @@ true vertex error on 8 synthetic *validation* triplets (parser masks, detector-n
   3.85 px (training weights) -> 3.41 / 3.31 px, synthetic vertex error 2.51 / 2.31 -> 2.22 / 2.08 mm; equal weights
   at the training's total (x4) gave 3.62 / 3.48 px and 2.24 / 2.10 mm; 20x on the inner mouth made the fit chase the
   detector's least reliable points (one real triplet rose from 3.55 to 3.67 px between 40 and 200 steps).
-- The coefficient prior stays the training weight: 10x stronger was worse on both (2.99 mm synthetic).
+- The coefficient prior is a tenth of the training's (``prior_scale = 0.1``), chosen on cpu run ``99ce89962092``
+  (4 real triplets; 8 synthetic validation triplets, network start, 40 / 200 steps): mean real held-out error
+  3.36 / 3.27 px with the training's prior -> 3.36 / 2.81 px (x0.3: 3.31 / 3.00, x0.03: 3.38 / 2.75), synthetic
+  vertex error 2.78 / 2.27 -> 2.53 / 2.00 mm (x0.3: 2.05, x0.03: 2.09 mm after 200 steps: the minimum is at x0.1);
+  x3 was worse on both (3.48 px, 2.72 mm) and the one real triplet with an open mouth then rose from 4.20 to 4.41 px
+  between 40 and 200 steps. The training's weight shrinks a test-time fit far towards the mean face: after 200 steps
+  on the full real triplets ||alpha|| was 2.3-3.5 (prior x1) against 9.2-11.7 (x0.1), where a face drawn from the
+  model's prior has ||alpha|| about sqrt(80) = 8.9 (80 identity components in units of their sd).
+- The jaw line (iBUG 0-16) is out of L_2d in every view (``jaw_in_side_views`` and ``jaw_in_front_views`` False):
+  with it in the frontal view the real held-out error after 200 steps was 3.04 px against 2.81 px (4.62 against
+  3.96 px on the open-mouth triplet), while the synthetic vertex error gained only 0.04 mm (1.96 against 2.00 mm;
+  synthetic jaw landmarks are projections of fixed vertices with noise, not a detector's silhouette points).
+  The side views are judged by their real turn (:func:`~dfmvr_lib.camera.canonical_angles`): the cpu network's angle
+  head puts real photos' poses in another Euler branch (a frontal view as pitch, yaw, roll near 180 deg).
+- The photo term stays at the training's weight: off (``photo_scale = 0``) the real held-out error hardly moved
+  (3.24 against 3.27 px with the training's prior) but the synthetic vertex error rose from 2.27 to 2.97 mm, so it
+  carries shape; the expression prior stays the identity's (x3 of it: 1.97 mm, 2.93 px; x0.3 with the training's
+  prior: 2.25 mm, 3.11 px). ``benchmarks/bench_refine.py`` (ablation part) reruns these variants.
 - The albedo stays within +-3 sd per coefficient (``albedo_bound``): it does not change the shape's error (held-out
   3.57 / 3.68 px against 3.56 / 3.67 px unbounded on the first real triplet) and keeps lips and eyes in the model's
   colour range (:mod:`dfmvr_lib.face_model.albedo_range`), which the network's albedo head leaves (lips green, eyes
@@ -43,7 +60,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from ..camera import PerspectiveCamera
+from ..camera import PerspectiveCamera, canonical_angles
 from ..config import LossConfig
 from ..face_model.base import MorphableModel
 from ..losses import LossTerms
@@ -69,20 +86,21 @@ class RefinementSettings:
     out of L_2d in the side views, whose starting yaw exceeds ``side_view_yaw_degrees``: on a turned face the
     detector puts them on the visible silhouette, which is not the fixed model vertex they are compared with
     (the far side of the jaw is hidden, the near side is the cheek's outline), so they pull the shape sideways.
-    ``prior_scale`` multiplies the coefficient prior (``losses.regularisation``) during fitting,
-    ``albedo_prior_scale`` the albedo's share of it (``losses.albedo``); ``lighting_prior`` (None: the loss
-    config's ``lighting`` weight) weights the monochromatic-light prior (:func:`dfmvr_lib.losses.lighting_loss`);
-    ``mask_weight`` weights the mask loss through the frozen parser (default 0: off, see the module docstring;
-    None: the loss config's ``mask``, as in training).
+    ``jaw_in_front_views`` False (the default) leaves them out of the other views too (the detector's jaw line is the
+    face's outline there as well). ``prior_scale`` multiplies the coefficient prior (``losses.regularisation``) during
+    fitting (default 0.1), ``expression_prior_scale`` the expression's share of it (``losses.expression``),
+    ``albedo_prior_scale`` the albedo's (``losses.albedo``); ``photo_scale`` multiplies the photo loss;
+    ``lighting_prior`` (None: the loss config's ``lighting`` weight) weights the monochromatic-light prior
+    (:func:`dfmvr_lib.losses.lighting_loss`); ``mask_weight`` weights the mask loss through the frozen parser (default
+    0: off, see the module docstring; None: the loss config's ``mask``, as in training).
 
-    ``heavy_landmark_weight`` (None: the loss config's, 20 in training) weights the nose and inner-mouth landmarks
-    in L_2d, ``landmark_scale`` multiplies ``losses.landmark_2d``. The defaults, 1 and 8, give every landmark the
-    same weight, about twice the training's total landmark weight (68 x 8 = 544 units against 57 + 11 x 20 = 277);
-    measured in the module docstring. ``albedo_bound`` (None: unbounded) keeps every albedo coefficient within
-    +-bound standard deviations, projected at the start and after every step (so also with 0 steps): the network's
-    albedo head predicts lip and sclera components beyond 4 sd (green lips, yellow eyes;
-    :mod:`dfmvr_lib.face_model.albedo_range` measures it).
-    """
+    ``heavy_landmark_weight`` (None: the loss config's, 20 in training) weights the nose and inner-mouth landmarks in
+    L_2d, ``landmark_scale`` multiplies ``losses.landmark_2d``. The defaults, 1 and 8, give every landmark the same
+    weight, about 1.5x the training's total landmark weight (51 x 8 = 408 units without the jaw line, against 57 + 11
+    x 20 = 277); measured in the module docstring. ``albedo_bound`` (None: unbounded) keeps every albedo coefficient
+    within +-bound standard deviations, projected at the start and after every step (so also with 0 steps): the
+    network's albedo head predicts lip and sclera components beyond 4 sd (green lips, yellow eyes;
+    :mod:`dfmvr_lib.face_model.albedo_range` measures it). """
 
     shape_learning_rate: float = 0.05
     albedo_learning_rate: float = 0.02
@@ -90,9 +108,12 @@ class RefinementSettings:
     angle_learning_rate: float = 0.003
     translation_learning_rate: float = 0.5
     jaw_in_side_views: bool = False
+    jaw_in_front_views: bool = False
     side_view_yaw_degrees: float = 15.0
-    prior_scale: float = 1.0
+    prior_scale: float = 0.1
+    expression_prior_scale: float = 1.0
     albedo_prior_scale: float = 1.0
+    photo_scale: float = 1.0
     lighting_prior: float | None = None
     mask_weight: float | None = 0.0
     heavy_landmark_weight: float | None = 1.0
@@ -104,6 +125,8 @@ class RefinementSettings:
         return dataclasses.replace(
             losses, regularisation=losses.regularisation * self.prior_scale,
             albedo=losses.albedo * self.albedo_prior_scale,
+            expression=losses.expression * self.expression_prior_scale,
+            photo=losses.photo * self.photo_scale,
             lighting=losses.lighting if self.lighting_prior is None else self.lighting_prior,
             mask=losses.mask if self.mask_weight is None else self.mask_weight,
             landmark_2d=losses.landmark_2d * self.landmark_scale,
@@ -149,19 +172,22 @@ JAW_LANDMARKS = tuple(range(17))
 
 
 def side_views(coefficients: FaceCoefficients, yaw_degrees: float = 15.0) -> torch.Tensor:
-    """(B, S) bool: views whose yaw magnitude exceeds ``yaw_degrees``."""
-    return coefficients.angles[..., 1].abs() > math.radians(yaw_degrees)
+    """(B, S) bool: views whose yaw magnitude exceeds ``yaw_degrees`` (judged on :func:`canonical_angles`, so a pose
+    in another Euler branch, e.g. pitch, yaw, roll near 180 deg for a frontal view, counts by its real turn)."""
+    return canonical_angles(coefficients.angles)[..., 1].abs() > math.radians(yaw_degrees)
 
 
 def fitting_targets(targets: TrainingBatch, start: FaceCoefficients, settings: "RefinementSettings") -> TrainingBatch:
-    """``targets`` with the jaw-line landmarks of the side views (judged by the starting pose ``start``) marked not
-    visible, unless ``settings.jaw_in_side_views``: L_2d then leaves them out (see :class:`RefinementSettings`)."""
-    if settings.jaw_in_side_views:
+    """``targets`` with the jaw-line landmarks marked not visible in the side views (judged by the starting pose
+    ``start``) unless ``settings.jaw_in_side_views``, and in the other views unless ``settings.jaw_in_front_views``:
+    L_2d then leaves them out (see :class:`RefinementSettings`)."""
+    if settings.jaw_in_side_views and settings.jaw_in_front_views:
         return targets
     visibility = targets.landmark_visibility.clone()
     side = side_views(start, settings.side_view_yaw_degrees).to(visibility.device)           # (B, S)
+    keep = (side & settings.jaw_in_side_views) | (~side & settings.jaw_in_front_views)
     jaw = visibility[..., list(JAW_LANDMARKS)]
-    visibility[..., list(JAW_LANDMARKS)] = jaw & ~side[..., None]
+    visibility[..., list(JAW_LANDMARKS)] = jaw & keep[..., None]
     return dataclasses.replace(targets, landmark_visibility=visibility)
 
 
@@ -230,6 +256,7 @@ def refine_reconstruction(model: MorphableModel, camera: PerspectiveCamera, coef
     losses = settings.fitting_losses(losses)
     initial = detached_coefficients(coefficients)
     current = detached_coefficients(coefficients)
+    current.angles = canonical_angles(current.angles)          # the same rotations, yaw read as the real turn
     for name in COEFFICIENT_NAMES:
         getattr(current, name).requires_grad_(True)
     groups = [

@@ -35,10 +35,11 @@ true vertex error on 8 synthetic *validation* triplets (parser masks, detector-n
   synthetic jaw landmarks are projections of fixed vertices with noise, not a detector's silhouette points).
   The side views are judged by their real turn (:func:`~dfmvr_lib.camera.canonical_angles`): the cpu network's angle
   head puts real photos' poses in another Euler branch (a frontal view as pitch, yaw, roll near 180 deg).
-- The photo term stays at the training's weight: off (``photo_scale = 0``) the real held-out error hardly moved
-  (3.24 against 3.27 px with the training's prior) but the synthetic vertex error rose from 2.27 to 2.97 mm, so it
-  carries shape; the expression prior stays the identity's (x3 of it: 1.97 mm, 2.93 px; x0.3 with the training's
-  prior: 2.25 mm, 3.11 px). ``benchmarks/bench_refine.py`` (ablation part) reruns these variants.
+- The photo term stays at the training's weight: off (``photo_scale = 0``) the real held-out error after 200 steps
+  fell a little (2.72 against 2.82 px) but the synthetic vertex error rose from 2.00 to 2.96 mm: the held-out measure
+  looks at landmarks only and cannot reward what the photo term adds, the synthetic 3D error shows it carries shape.
+  The expression prior stays the identity's (x3 of it: 2.94 px, 1.98 mm). ``benchmarks/bench_refine.py`` (ablation
+  part, ``results/benchmarks/refine.md``) reruns these variants.
 - The albedo stays within +-3 sd per coefficient (``albedo_bound``): it does not change the shape's error (held-out
   3.57 / 3.68 px against 3.56 / 3.67 px unbounded on the first real triplet) and keeps lips and eyes in the model's
   colour range (:mod:`dfmvr_lib.face_model.albedo_range`), which the network's albedo head leaves (lips green, eyes
@@ -100,7 +101,8 @@ class RefinementSettings:
     x 20 = 277); measured in the module docstring. ``albedo_bound`` (None: unbounded) keeps every albedo coefficient
     within +-bound standard deviations, projected at the start and after every step (so also with 0 steps): the
     network's albedo head predicts lip and sclera components beyond 4 sd (green lips, yellow eyes;
-    :mod:`dfmvr_lib.face_model.albedo_range` measures it). """
+    :mod:`dfmvr_lib.face_model.albedo_range` measures it).
+    """
 
     shape_learning_rate: float = 0.05
     albedo_learning_rate: float = 0.02

@@ -2,6 +2,7 @@
 gradients reach every coefficient and only the views that take part, the network and parser stay untouched, a known
 face is recovered better than the starting point; view proportions and directions."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -243,3 +244,25 @@ def test_refinement_can_start_from_the_mean_face_and_auto_checks_the_network(smo
     assert any(issubclass(w.category, PlausibilityWarning) for w in caught) == (not check["plausible"])
     with pytest.raises(ValueError, match="start"):
         reconstruct_triplet(reconstructor, targets, start="scan")
+
+
+def test_landmark_fit_warnings_flag_the_one_view_whose_detection_the_face_cannot_follow():
+    from dfmvr_lib.reconstruction.pipeline import LANDMARK_FIT_MINIMUM_PX, landmark_fit_warnings
+
+    generator = torch.Generator().manual_seed(0)
+    detected = torch.rand(3, 68, 2, generator=generator) * 64                      # a 64-px crop
+    fitted = detected + 0.3 * torch.randn(3, 68, 2, generator=generator)           # ~1.3 px at 224 everywhere
+    files = [Path("left.png"), Path("front.png"), Path("right.png")]
+    given = torch.ones(3)
+    assert landmark_fit_warnings(files, fitted, detected, given, 64) == []
+    failed = fitted.clone()
+    failed[2, 17:] += torch.tensor([3.0, 0.0])                                    # 3 px at 64 = 10.5 px at 224
+    messages = landmark_fit_warnings(files, failed, detected, given, 64)
+    assert len(messages) == 1 and "right.png (right view)" in messages[0] and "10." in messages[0]
+    shifted_jaw = fitted.clone()
+    shifted_jaw[2, :17] += 10.0                                                    # the jaw line is not looked at
+    assert landmark_fit_warnings(files, shifted_jaw, detected, given, 64) == []
+    small = fitted.clone()
+    small[2, 17:] += torch.tensor([0.9 * LANDMARK_FIT_MINIMUM_PX * 64 / 224, 0.0])  # many times the others, < 5 px
+    assert landmark_fit_warnings(files, small, detected, given, 64) == []
+    assert landmark_fit_warnings(files, failed, detected, torch.tensor([1.0, 1.0, 0.0]), 64) == []  # not given

@@ -23,7 +23,7 @@ from ..training.forward import reconstruct
 from .defaults import COLOUR_MODES
 from .export import OutputPaths, coefficient_arrays, staged_outputs, write_json, write_mesh
 from .fitting import RefinementResult, RefinementSettings, refine_reconstruction
-from .held_out import held_out_residual
+from .held_out import HELD_OUT_LANDMARKS, REFERENCE_CROP_PX, held_out_residual
 from .photo_inputs import VIEW_NAMES, ParserLabels, PreparedViews, prepare_views, view_consistency_warnings
 from .reconstructor import Reconstructor
 from .texture import photo_vertex_colours
@@ -149,6 +149,50 @@ class PhotoReconstruction:
     warnings: list[str]
 
 
+LANDMARK_FIT_RATIO = 2.5
+"""A view is flagged when its fitted landmarks miss the detected ones by more than this many times the mean miss of
+the other views (:func:`landmark_fit_warnings`)."""
+
+LANDMARK_FIT_MINIMUM_PX = 5.0
+"""... and by more than this many pixels of a 224-px crop (mean over the 51 inner landmarks)."""
+
+
+def landmark_fit_warnings(files: Sequence[Path | None], fitted: torch.Tensor, detected: torch.Tensor,
+                          view_weight: torch.Tensor, image_size: int) -> list[str]:
+    """Views whose detected landmarks the fitted face cannot follow while the other views can: a failed detection
+    (e.g. dlib's points beside a face turned beyond ~40 degrees) or a photo of another moment. Meant for a refined
+    reconstruction (:func:`reconstruct_photos` checks it when ``refine_steps`` > 0), whose poses are fitted per view.
+    The thresholds were set on the real fixtures: after 40 refinement steps the failed right view of
+    ``pixelface_crops`` 00352062 missed by 27.0 px (7.0 after 200 steps) against 3.6-3.8 px (2.1-2.4) for the two
+    other views of its triplet, and the 9 views of the other three triplets by at most 3.5 px (2.3).
+
+    Args:
+        files: (S,) the photo of each view or None.
+        fitted, detected: (S, 68, 2) the reconstruction's projected landmarks and the detector's, crop pixels.
+        view_weight: (S,) 0 for a view that was not given.
+        image_size: the crop's size in pixels (residuals are reported at :data:`REFERENCE_CROP_PX`).
+    Returns:
+        One message per flagged view, naming its file: its mean inner-landmark residual (iBUG 17-67) exceeds
+        :data:`LANDMARK_FIT_MINIMUM_PX` and :data:`LANDMARK_FIT_RATIO` times the mean of the other given views.
+    """
+    inner = list(HELD_OUT_LANDMARKS)
+    residual = ((fitted[:, inner] - detected[:, inner]).norm(dim=-1).mean(-1) * (REFERENCE_CROP_PX / image_size))
+    given = [view for view in range(len(residual)) if float(view_weight[view]) > 0]
+    messages = []
+    for view in given:
+        others = residual[[other for other in given if other != view]]
+        if not len(others):
+            continue
+        reference = float(others.mean())
+        value = float(residual[view])
+        if value > LANDMARK_FIT_MINIMUM_PX and value > LANDMARK_FIT_RATIO * reference:
+            name = VIEW_NAMES[view] if view < len(VIEW_NAMES) else f"view {view}"
+            messages.append(f"{files[view]} ({name} view): the reconstruction misses its detected landmarks by "
+                            f"{value:.1f} px (at {REFERENCE_CROP_PX} px) against {reference:.1f} px in the other "
+                            "views; the detection may have failed (see the overlay PNG: green points off the face)")
+    return messages
+
+
 def reconstruct_photos(reconstructor: Reconstructor, files: Sequence[Path | None], preparer, refine_steps: int = 0,
                        *, progress=None, show_progress: bool = False, start: str = "auto",
                        settings: RefinementSettings | None = None) -> PhotoReconstruction:
@@ -172,6 +216,10 @@ def reconstruct_photos(reconstructor: Reconstructor, files: Sequence[Path | None
             messages.append(str(warning.message))
         else:
             python_warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    targets = prepared.targets
+    if refine_steps > 0:                # the network's own poses are not fitted: a miss there is not the detector's
+        messages += landmark_fit_warnings(prepared.files, result.render.landmarks_2d[0].detach(),
+                                          targets.landmarks_2d[0], targets.view_weight[0], targets.images.shape[-1])
     outside = albedo_range_record(reconstructor.model, result.coefficients)
     outside = [f"{region} (distance {values['distance']:.2f} > {values['limit']:.2f})"
                for region, values in outside.items() if not values["inside"]]
@@ -340,5 +388,6 @@ def evaluate_against_mesh(model, vertices: torch.Tensor, gt_vertices, gt_triangl
                                    np.asarray(gt_landmarks_7, dtype=np.float64), gt_region_labels=regions)
 
 
-__all__ = ["COLOUR_MODES", "PlausibilityWarning", "TripletReconstruction", "albedo_range_record", "plausibility_check",
-           "evaluate_against_mesh", "overlay_figure", "reconstruct_triplet", "save_reconstruction", "vertex_colours"]
+__all__ = ["COLOUR_MODES", "LANDMARK_FIT_MINIMUM_PX", "LANDMARK_FIT_RATIO", "PlausibilityWarning",
+           "TripletReconstruction", "albedo_range_record", "evaluate_against_mesh", "landmark_fit_warnings",
+           "overlay_figure", "plausibility_check", "reconstruct_triplet", "save_reconstruction", "vertex_colours"]

@@ -15,9 +15,11 @@ each curve is the comparable one.
 
 A plain run trains :data:`DEFAULT_VARIANTS` (the profile and the changes it was chosen over, about 35 minutes);
 the study the previous profile (300 x 4 subjects, L_3d weight 1) was chosen from is kept in
-``results/benchmarks/learning_previous_profile.md`` / ``.csv``. The committed ``learning.*`` was run (at bd1a30d)
-when the profile trained 4 triplets per step: its "cpu profile" rows are that profile, and its "batch 8" variant is
-the batch size the profile took from it (a rerun trains the current profile and "batch 4" instead).
+``results/benchmarks/learning_previous_profile.md`` / ``.csv``. The committed ``learning.*`` holds rows of several
+runs of the study, each with its commit (``--keep-others``): the first ones when the profile trained 4 triplets per
+step (the profile took their "batch 8"), then "spatial pool 8" (the profile took it), then the current profile's
+"cpu profile" and "w/o L_3d" rows (warm-up over 100 steps, mask loss from half-way; "spatial pool 8" is the same
+profile without those two).
 
 Timing: two variants train side by side, one torch / numba thread each, as the cpu profile trains the tables
 (``experiments.parallel_trainings = 2``); ``minutes`` is a run's own training wall-clock without its validation
@@ -51,6 +53,7 @@ from dfmvr_lib import workbook  # noqa: E402
 from dfmvr_lib.config import get_config  # noqa: E402
 from dfmvr_lib.data.synthetic import generate_benchmark  # noqa: E402
 from dfmvr_lib.evaluation.ceiling import best_fit_shapes  # noqa: E402
+from dfmvr_lib.experiments.methods import METHODS  # noqa: E402
 from dfmvr_lib.face_model.factory import load_face_model  # noqa: E402
 from dfmvr_lib.parsing import pretrain_parser  # noqa: E402
 from dfmvr_lib.plots import save_figure  # noqa: E402
@@ -84,6 +87,27 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "group norm": ("group norm instead of batch norm", {"network.normalization": "group"}),
     "spatial pool 8": ("the regressor's feature also holds its input map pooled to 8 x 8",
                        {"network.spatial_pool": 8}),
+    "L_3d weight 30": ("3D landmark weight 30 (the profile: 10)", {"losses.landmark_3d": 30.0}),
+    "spatial pool 16": ("the regressor's feature holds its input map pooled to 16 x 16 (the profile: 8 x 8)",
+                        {"network.spatial_pool": 16}),
+    "batch 16": ("16 triplets per step (the profile: 8)", {"training.batch_size": 16}),
+    "L_2d weight 1": ("2D landmark weight 1 (the profile and the paper: 0.02)", {"losses.landmark_2d": 1.0}),
+    "no warm-up": ("no learning-rate warm-up (the profile: 100 steps)", {"training.warmup_steps": 0}),
+    "mask from the start": ("the mask loss from the first step (the profile: from half-way)",
+                            {"losses.mask_start_fraction": 0.0}),
+    "lr 3e-4": ("learning rate 3e-4 (the profile: 1e-3)", {"training.learning_rate": 3e-4}),
+    "w/o L_3d, no warm-up, mask from the start": ("DF-MVR w/o L_3d, no warm-up, the mask loss from the first step",
+                                                  {**NO_L3D, "training.warmup_steps": 0,
+                                                   "losses.mask_start_fraction": 0.0}),
+    "w/o L_3d, L_2d weight 0.2": ("DF-MVR w/o L_3d, 2D landmark weight 0.2 (the paper: 0.02)",
+                                  {**NO_L3D, "losses.landmark_2d": 0.2}),
+    "w/o L_3d, lr 3e-4": ("DF-MVR w/o L_3d, learning rate 3e-4 (the profile: 1e-3)",
+                          {**NO_L3D, "training.learning_rate": 3e-4}),
+    "w/o L_3d, oracle inputs": ("DF-MVR w/o L_3d, ground-truth masks and exact landmarks (oracle)",
+                                {**NO_L3D, "training.input_masks": "ground_truth", "training.landmark_noise_nme": 0.0}),
+    "Deng et al.": ("the Deng et al. baseline of the tables (single-image regressor, no L_3d)", METHODS["deng"]),
+    "Deng et al., no warm-up": ("the Deng et al. baseline without the learning-rate warm-up",
+                                {**METHODS["deng"], "training.warmup_steps": 0}),
     "w/o L_3d, spatial pool 8": ("DF-MVR w/o L_3d, input map pooled to 8 x 8",
                                  {**NO_L3D, "network.spatial_pool": 8}),
     "w/o L_3d, spatial pool 8, regularisation 1e-2": ("DF-MVR w/o L_3d, input map pooled to 8 x 8, prior weight 1e-2",
